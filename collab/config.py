@@ -1,0 +1,297 @@
+"""Typed configuration: PPO hyperparameters per environment and one experiment (paper section 4.2).
+
+Every value a run depends on lives in :class:`ExperimentConfig`; results depend only on
+(config, seed). Bad values raise :class:`ConfigError` naming the field, its value and what is
+allowed, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("independent", "sequential", "collaborative")
+RULES = ("literal", "sign_robust")
+SOURCE_CHOICES = ("best", "random")
+STATS_AFTER_COPY = ("keep", "reset", "inherit")
+REWARD_ESTIMATES = ("cumulative", "last_round")
+BACKENDS = ("auto", "envpool", "gymnasium")
+
+#: The six environments of the paper, by the id this package uses (Gymnasium 1.x names).
+PAPER_ENVS = (
+    "Acrobot-v1",
+    "Pendulum-v1",
+    "BipedalWalker-v3",
+    "LunarLander-v3",
+    "CarRacing-v3",
+    "Taxi-v4",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message names the field, value and what is allowed."""
+
+
+def _fail(name: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters of one agent (CleanRL names). lr and gamma default to the paper's values."""
+
+    learning_rate: float = 5e-4
+    """Adam step size (paper section 4.2: 0.0005)."""
+    gamma: float = 0.99
+    """Discount factor (paper section 4.2: 0.99)."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    num_envs: int = 4
+    """Environments per agent, stepped together."""
+    num_steps: int = 128
+    """Rollout length per environment between updates."""
+    num_minibatches: int = 4
+    """Minibatches per epoch (per agent)."""
+    update_epochs: int = 4
+    """Passes over each rollout."""
+    clip_coef: float = 0.2
+    """PPO ratio clip."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Per-agent gradient-norm clip."""
+    norm_obs: bool = False
+    """Running per-agent observation normalisation."""
+    norm_reward: bool = False
+    """Per-agent reward scaling by the running std of the discounted return."""
+    hidden: int = 64
+    """Width of the two hidden layers of actor and critic."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    anneal_lr: bool = False
+    """Linearly anneal the learning rate to zero over the agent's budget."""
+    frame_skip: int = 1
+    """Repeat each action this many times (CarRacing: 2, as rl-zoo)."""
+    frame_stack: int = 1
+    """Stack this many preprocessed frames (pixel observations)."""
+    image_size: int = 64
+    """Side of the grayscale square frames fed to the CNN (pixel observations)."""
+
+    def validate(self) -> None:
+        """Raise ConfigError on a value PPO cannot use."""
+        for name in ("learning_rate", "gamma", "clip_coef", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                _fail(f"ppo.{name}", getattr(self, name), "a number > 0")
+        if not 0 < self.gamma <= 1:
+            _fail("ppo.gamma", self.gamma, "a number in (0, 1]")
+        if not 0 <= self.gae_lambda <= 1:
+            _fail("ppo.gae_lambda", self.gae_lambda, "a number in [0, 1]")
+        for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "hidden"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                _fail(f"ppo.{name}", v, "an integer >= 1")
+        for name in ("frame_skip", "frame_stack", "image_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                _fail(f"ppo.{name}", v, "an integer >= 1")
+        if (self.num_envs * self.num_steps) % self.num_minibatches:
+            _fail(
+                "ppo.num_minibatches",
+                self.num_minibatches,
+                f"a divisor of num_envs*num_steps={self.num_envs * self.num_steps}",
+            )
+        for name in ("ent_coef", "vf_coef"):
+            if getattr(self, name) < 0:
+                _fail(f"ppo.{name}", getattr(self, name), "a number >= 0")
+
+
+#: Per-environment PPO settings. Start: rl-zoo hyperparams/ppo.yml; lr and gamma: the paper's.
+#: Deviations from the zoo are listed (with reasons) in the README's method section.
+ENV_PPO: dict[str, PPOConfig] = {
+    "Acrobot-v1": PPOConfig(
+        gae_lambda=0.94, num_envs=4, num_steps=128, num_minibatches=4, update_epochs=4, norm_obs=True
+    ),
+    "Pendulum-v1": PPOConfig(
+        gae_lambda=0.95,
+        num_envs=4,
+        num_steps=256,
+        num_minibatches=8,
+        update_epochs=10,
+        norm_obs=True,
+        norm_reward=True,
+    ),
+    "BipedalWalker-v3": PPOConfig(
+        gae_lambda=0.95,
+        num_envs=8,
+        num_steps=256,
+        num_minibatches=16,
+        update_epochs=10,
+        clip_coef=0.18,
+        norm_obs=True,
+        norm_reward=True,
+    ),
+    "LunarLander-v3": PPOConfig(
+        gae_lambda=0.98, num_envs=4, num_steps=256, num_minibatches=8, update_epochs=4, ent_coef=0.01
+    ),
+    "CarRacing-v3": PPOConfig(
+        gae_lambda=0.95,
+        num_envs=4,
+        num_steps=128,
+        num_minibatches=4,
+        update_epochs=4,
+        norm_reward=True,
+        log_std_init=-1.0,
+        frame_skip=2,
+        frame_stack=2,
+        image_size=64,
+    ),
+    "Taxi-v4": PPOConfig(
+        gae_lambda=0.95, num_envs=4, num_steps=256, num_minibatches=4, update_epochs=4, ent_coef=0.01
+    ),
+}
+
+
+def ppo_config_for(env_id: str) -> PPOConfig:
+    """PPO settings for ``env_id``: the tuned entry if there is one, else defaults."""
+    return ENV_PPO.get(env_id, PPOConfig())
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: one environment, one strategy, one population size, one seed.
+
+    The budget unit is the *training episode*: every agent of the run completes exactly
+    ``episodes_per_agent`` training episodes (sequential: one agent, ``n_agents *
+    episodes_per_agent``). Validation and (collaborative) sharing happen every
+    ``validate_every`` episodes of each agent: one *round*.
+    """
+
+    env_id: str = "Acrobot-v1"
+    """Gymnasium environment id (paper's six or any Box/Discrete environment)."""
+    strategy: str = "collaborative"
+    """independent | sequential | collaborative (paper section 4.2)."""
+    n_agents: int = 2
+    """Population size n (sequential: the budget multiplier, one agent trains n*k episodes)."""
+    seed: int = 0
+    """Master seed; agents, environments and evaluation derive their seeds from it."""
+    episodes_per_agent: int = 20
+    """k: training episodes per agent (paper: 5000)."""
+    validate_every: int = 10
+    """V: episodes between validations and sharing rounds (paper: 100)."""
+    eval_episodes: int = 10
+    """Final evaluation episodes of the selected policy (paper, Table 1: 10)."""
+    val_episodes: int = 5
+    """Episodes per validation of each agent."""
+    c: float = 1.5
+    """UCB exploration constant (eq. 1; paper: 1.5)."""
+    lam: float = 1.0
+    """Sharing threshold lambda (eq. 2; paper: 1)."""
+    rule: str = "literal"
+    """literal: UCB_i > lam*UCB_j (eq. 2) | sign_robust: UCB_i - UCB_j > (lam-1)|UCB_j|."""
+    source_choice: str = "best"
+    """When several agents qualify as source: best (highest UCB) | random."""
+    stats_after_copy: str = "keep"
+    """Receiver's UCB statistics after a copy: keep | reset | inherit (source's)."""
+    reward_estimate: str = "cumulative"
+    """R_hat: cumulative (mean of all training returns so far) | last_round."""
+    max_episode_steps: int | None = None
+    """Episode time limit override (None: the environment's own; small values make smoke runs cheap)."""
+    backend: str = "auto"
+    """auto (envpool if installed) | envpool | gymnasium."""
+    device: str = "cpu"
+    """torch device: cpu, or cuda where one is present."""
+    torch_threads: int = 1
+    """torch intra-op threads (1 is fastest for small networks)."""
+    out_dir: str = "runs/example"
+    """Folder for curves.csv, final.csv, sharing.csv and config.json."""
+    ppo: PPOConfig | None = field(default=None)
+    """PPO settings; None takes the per-environment defaults (collab.config.ENV_PPO)."""
+
+    def resolved(self) -> ExperimentConfig:
+        """A copy with ``ppo`` filled in from the per-environment table."""
+        if self.ppo is not None:
+            return self
+        return dataclasses.replace(self, ppo=ppo_config_for(self.env_id))
+
+    def validate(self, check_env: bool = True, check_out_dir: bool = True) -> ExperimentConfig:
+        """Check every field; raise ConfigError naming the first bad one. Returns ``self.resolved()``."""
+        if self.strategy not in STRATEGIES:
+            _fail("strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
+        for name in ("n_agents", "episodes_per_agent", "validate_every", "eval_episodes", "val_episodes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                _fail(name, v, "an integer >= 1")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            _fail("seed", self.seed, "an integer >= 0")
+        if not isinstance(self.c, (int, float)) or not self.c >= 0:
+            _fail("c", self.c, "a number >= 0")
+        if not isinstance(self.lam, (int, float)) or not self.lam >= 1:
+            _fail("lam", self.lam, "a number >= 1")
+        if self.max_episode_steps is not None and (
+            not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1
+        ):
+            _fail("max_episode_steps", self.max_episode_steps, "None or an integer >= 1")
+        if self.rule not in RULES:
+            _fail("rule", self.rule, f"one of {', '.join(RULES)}")
+        if self.source_choice not in SOURCE_CHOICES:
+            _fail("source_choice", self.source_choice, f"one of {', '.join(SOURCE_CHOICES)}")
+        if self.stats_after_copy not in STATS_AFTER_COPY:
+            _fail("stats_after_copy", self.stats_after_copy, f"one of {', '.join(STATS_AFTER_COPY)}")
+        if self.reward_estimate not in REWARD_ESTIMATES:
+            _fail("reward_estimate", self.reward_estimate, f"one of {', '.join(REWARD_ESTIMATES)}")
+        if self.backend not in BACKENDS:
+            _fail("backend", self.backend, f"one of {', '.join(BACKENDS)}")
+        if not isinstance(self.torch_threads, int) or self.torch_threads < 1:
+            _fail("torch_threads", self.torch_threads, "an integer >= 1")
+        if not (self.device == "cpu" or str(self.device).startswith("cuda")):
+            _fail("device", self.device, "'cpu' or 'cuda[:N]'")
+        if check_env:
+            from collab.envs import check_env_id
+
+            check_env_id(self.env_id)
+        if check_out_dir:
+            check_writable(self.out_dir)
+        cfg = self.resolved()
+        assert cfg.ppo is not None
+        cfg.ppo.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (for config.json)."""
+        return dataclasses.asdict(self.resolved())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ConfigError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            _fail("config keys", unknown, f"names among {sorted(names)}")
+        d = dict(d)
+        if isinstance(d.get("ppo"), dict):
+            d["ppo"] = PPOConfig(**d["ppo"])
+        return cls(**d)
+
+
+def check_writable(out_dir: str | os.PathLike) -> None:
+    """Raise ConfigError unless ``out_dir`` exists as a writable folder or can be created.
+
+    Creates nothing: walks up to the first existing ancestor and checks it.
+    """
+    p = Path(out_dir)
+    if str(out_dir) == "":
+        _fail("out_dir", out_dir, "a non-empty path to a writable folder")
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        _fail("out_dir", str(out_dir), f"a folder path ({probe} is a file)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        _fail("out_dir", str(out_dir), f"a writable folder ({probe} is not writable)")

@@ -1,0 +1,301 @@
+"""Batched environments for a population: n agents x m environments each, one step call.
+
+Two backends give the same layout and the same *next-step autoreset* semantics:
+
+* ``envpool`` (default where installed): all n*m environments in one C++ pool.
+* ``gymnasium``: ``gymnasium.vector.SyncVectorEnv`` with ``AutoresetMode.NEXT_STEP`` (the reference).
+
+Next-step autoreset: the step that ends an episode returns the episode's *final* observation;
+the next step call resets that environment (its action is ignored, reward 0). The trainer marks
+that reset step invalid (see :mod:`collab.ppo`).
+
+Observations are preprocessed here into a float32/uint8 torch tensor shaped
+``[n_agents, envs_per_agent, *obs_shape]``:
+
+* Box vectors: float32, flattened.
+* Discrete states (Taxi): one-hot float32 vectors.
+* Images (HxWx3 uint8, CarRacing): grayscale, resized to ``image_size`` squared (bilinear,
+  antialiased), ``frame_stack`` frames stacked on the channel axis, uint8 (the network divides by
+  255). With ``frame_skip`` > 1 each action is repeated that many frames and rewards are summed, as
+  rl-zoo does for CarRacing (frame skip 2, 64x64 grayscale, 2 stacked frames).
+
+Seeds: environment j of agent a gets ``derive_seed(seed, purpose, a, j)``; validation and
+evaluation environments use ``agent_offset=None`` so every agent meets the same episodes.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from collab.config import ConfigError
+
+#: Our id -> envpool's id, where they differ but are the same task. Gymnasium 1.3 renamed Taxi-v3
+#: to Taxi-v4 only to fix the optional is_rainy / fickle_passenger modes (off by default).
+ENVPOOL_IDS = {"Taxi-v4": "Taxi-v3"}
+
+
+def derive_seed(seed: int, purpose: str, *indices: int) -> int:
+    """A 31-bit seed that depends only on (seed, purpose, indices)."""
+    tag = sum(ord(ch) * 31**i for i, ch in enumerate(purpose)) % (2**31)
+    ss = np.random.SeedSequence([seed, tag, *[int(i) + 1 for i in indices]])
+    return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@functools.lru_cache(maxsize=1)
+def envpool_ids() -> frozenset[str] | None:
+    """Environment ids envpool offers, or None when envpool is not installed (warns once)."""
+    try:
+        import envpool  # noqa: F401
+    except ImportError:
+        warnings.warn(
+            "envpool is not installed: using gymnasium.vector (slower, same results layout)",
+            stacklevel=2,
+        )
+        return None
+    import envpool
+
+    return frozenset(envpool.list_all_envs())
+
+
+def resolve_backend(env_id: str, backend: str = "auto") -> str:
+    """The backend that will run ``env_id``: envpool where asked/available and it has the env."""
+    ep = envpool_ids() if backend in ("auto", "envpool") else None
+    has = ep is not None and ENVPOOL_IDS.get(env_id, env_id) in ep
+    if backend == "envpool" and not has:
+        raise ConfigError(
+            f"backend='envpool' is not allowed for env_id={env_id!r}: envpool "
+            + ("is not installed" if ep is None else "has no such environment")
+            + "; use backend='gymnasium' or 'auto'"
+        )
+    return "envpool" if has else "gymnasium"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What a network needs to know about an environment after preprocessing."""
+
+    env_id: str
+    obs_kind: str  # "vector" | "onehot" | "pixels"
+    obs_shape: tuple[int, ...]
+    discrete: bool
+    action_dim: int  # number of actions (discrete) or action vector length (continuous)
+    action_low: tuple[float, ...] = ()
+    action_high: tuple[float, ...] = ()
+
+
+@functools.lru_cache(maxsize=64)
+def _gym_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
+    env = gym.make(env_id)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ConfigError unless ``env_id`` is a Gymnasium id with Box/Discrete spaces."""
+    if not isinstance(env_id, str) or env_id not in gym.registry:
+        known = ", ".join(["Acrobot-v1", "Pendulum-v1", "BipedalWalker-v3", "LunarLander-v3"])
+        raise ConfigError(
+            f"env_id={env_id!r} is not allowed: a registered Gymnasium id "
+            f"(e.g. {known}, CarRacing-v3, Taxi-v4)"
+        )
+    try:
+        obs_space, act_space = _gym_spaces(env_id)
+    except Exception as e:  # missing optional dependency, e.g. box2d or mujoco
+        raise ConfigError(f"env_id={env_id!r} is not allowed: it cannot be created here ({e})") from e
+    if not isinstance(obs_space, (gym.spaces.Box, gym.spaces.Discrete)):
+        raise ConfigError(
+            f"env_id={env_id!r} is not allowed: observation space {obs_space} is not Box or Discrete"
+        )
+    if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
+        raise ConfigError(f"env_id={env_id!r} is not allowed: action space {act_space} is not Box or Discrete")
+
+
+def env_spec(env_id: str, frame_stack: int = 1, image_size: int = 64) -> EnvSpec:
+    """The preprocessed observation/action layout of ``env_id``."""
+    check_env_id(env_id)
+    obs_space, act_space = _gym_spaces(env_id)
+    if isinstance(obs_space, gym.spaces.Discrete):
+        kind, shape = "onehot", (int(obs_space.n),)
+    elif len(obs_space.shape) == 3 and obs_space.dtype == np.uint8:
+        kind, shape = "pixels", (frame_stack, image_size, image_size)
+    else:
+        kind, shape = "vector", (int(np.prod(obs_space.shape)),)
+    if isinstance(act_space, gym.spaces.Discrete):
+        return EnvSpec(env_id, kind, shape, True, int(act_space.n))
+    return EnvSpec(
+        env_id,
+        kind,
+        shape,
+        False,
+        int(np.prod(act_space.shape)),
+        tuple(float(x) for x in np.ravel(act_space.low)),
+        tuple(float(x) for x in np.ravel(act_space.high)),
+    )
+
+
+class PopulationEnv:
+    """``n_agents x envs_per_agent`` environments stepped as one batch.
+
+    ``step`` takes actions shaped ``[n, m]`` (discrete) or ``[n, m, d]`` (continuous) and returns
+    ``(obs, reward, terminated, truncated, episode_return)``; obs is a torch tensor
+    ``[n, m, *spec.obs_shape]``, the rest numpy ``[n, m]``. ``episode_return`` holds the full
+    undiscounted return (all frames) where an episode ended this step, else NaN.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        n_agents: int,
+        envs_per_agent: int,
+        seed: int,
+        purpose: str = "train",
+        shared_seeds: bool = False,
+        backend: str = "auto",
+        max_episode_steps: int | None = None,
+        frame_skip: int = 1,
+        frame_stack: int = 1,
+        image_size: int = 64,
+    ) -> None:
+        self.spec = env_spec(env_id, frame_stack, image_size)
+        self.n, self.m = n_agents, envs_per_agent
+        self.num = n_agents * envs_per_agent
+        self.frame_skip, self.image_size = frame_skip, image_size
+        self.backend = resolve_backend(env_id, backend)
+        self.seeds = [
+            derive_seed(seed, purpose, j) if shared_seeds else derive_seed(seed, purpose, a, j)
+            for a in range(n_agents)
+            for j in range(envs_per_agent)
+        ]
+        if self.backend == "envpool":
+            import envpool
+
+            kw = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+            self._env = envpool.make(
+                ENVPOOL_IDS.get(env_id, env_id),
+                env_type="gymnasium",
+                num_envs=self.num,
+                seed=self.seeds[0],
+                env_seed=self.seeds,
+                num_threads=1,
+                **kw,
+            )
+        else:
+            kw = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+            self._env = gym.vector.SyncVectorEnv(
+                [functools.partial(gym.make, env_id, **kw) for _ in range(self.num)],
+                autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+            )
+        low = np.asarray(self.spec.action_low, dtype=np.float32)
+        high = np.asarray(self.spec.action_high, dtype=np.float32)
+        self._low, self._high = low, high
+        self._stack: torch.Tensor | None = None
+        self._ep_return = np.zeros(self.num, dtype=np.float64)
+        self._was_done = np.zeros(self.num, dtype=bool)
+
+    # -- preprocessing ---------------------------------------------------------------------------
+    def _frames(self, raw: np.ndarray) -> torch.Tensor:
+        """Raw HxWx3 uint8 images [N,H,W,3] -> grayscale resized uint8 [N,S,S]."""
+        x = torch.from_numpy(np.ascontiguousarray(raw)).float()
+        gray = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+        s = self.image_size
+        if gray.shape[-1] != s or gray.shape[-2] != s:
+            gray = F.interpolate(gray[:, None], size=(s, s), mode="bilinear", antialias=True)[:, 0]
+        return gray.round_().clamp_(0, 255).to(torch.uint8)
+
+    def _process(self, raw: np.ndarray, new_episode: np.ndarray | None) -> torch.Tensor:
+        kind = self.spec.obs_kind
+        if kind == "onehot":
+            idx = torch.from_numpy(np.asarray(raw, dtype=np.int64))
+            out = F.one_hot(idx, self.spec.obs_shape[0]).float()
+        elif kind == "vector":
+            out = torch.from_numpy(np.asarray(raw, dtype=np.float32).reshape(self.num, -1))
+        else:
+            frame = self._frames(raw)
+            k = self.spec.obs_shape[0]
+            if self._stack is None or new_episode is None:
+                self._stack = frame[:, None].repeat(1, k, 1, 1)
+            else:
+                stack = torch.cat([self._stack[:, 1:], frame[:, None]], dim=1)
+                if new_episode.any():
+                    fresh = torch.from_numpy(new_episode)
+                    stack[fresh] = frame[fresh][:, None].repeat(1, k, 1, 1)
+                self._stack = stack
+            out = self._stack
+        return out.reshape(self.n, self.m, *self.spec.obs_shape)
+
+    # -- API -------------------------------------------------------------------------------------
+    def reset(self) -> torch.Tensor:
+        """Reset every environment with its own seed; returns obs ``[n, m, *obs_shape]``."""
+        if self.backend == "envpool":
+            raw, _ = self._env.reset()
+        else:
+            raw, _ = self._env.reset(seed=self.seeds)
+        self._ep_return[:] = 0.0
+        self._was_done[:] = False
+        self._stack = None
+        return self._process(raw, None)
+
+    def _to_env_actions(self, actions: torch.Tensor) -> np.ndarray:
+        a = actions.detach().cpu().numpy().reshape(self.num, *(() if self.spec.discrete else (-1,)))
+        if self.spec.discrete:
+            return a.astype(np.int32)
+        return np.clip(a, self._low, self._high).astype(np.float32)
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step every environment ``frame_skip`` frames with the same action (see class doc)."""
+        act = self._to_env_actions(actions)
+        reward = np.zeros(self.num, dtype=np.float32)
+        term = np.zeros(self.num, dtype=bool)
+        trunc = np.zeros(self.num, dtype=bool)
+        ep_return = np.full(self.num, np.nan)
+        new_episode = self._was_done.copy()
+        final_raw = None
+        for f in range(self.frame_skip):
+            raw, r, te, tr, _ = self._env.step(act)
+            r = np.asarray(r, dtype=np.float64)
+            live = ~(term | trunc)  # envs whose episode has not ended within this decision
+            reward += np.where(live, r, 0.0).astype(np.float32)
+            self._ep_return += r
+            done = (np.asarray(te) | np.asarray(tr)) & live
+            if done.any():
+                ep_return[done] = self._ep_return[done]
+                self._ep_return[done] = 0.0
+                term |= np.asarray(te) & live
+                trunc |= np.asarray(tr) & live
+                if self.frame_skip > 1:
+                    if final_raw is None:
+                        final_raw = np.array(raw, copy=True)
+                    else:
+                        final_raw[done] = raw[done]
+            if f > 0 and final_raw is not None:
+                # keep the final observation of envs that ended earlier in this decision
+                keep = (term | trunc) & ~done
+                if keep.any():
+                    raw = np.array(raw, copy=True)
+                    raw[keep] = final_raw[keep]
+        ended = term | trunc
+        obs = self._process(raw, new_episode)
+        self._was_done = ended
+        shape = (self.n, self.m)
+        return (
+            obs,
+            reward.reshape(shape),
+            term.reshape(shape),
+            trunc.reshape(shape),
+            ep_return.reshape(shape),
+        )
+
+    def close(self) -> None:
+        """Release the environments."""
+        self._env.close()

@@ -1,0 +1,352 @@
+"""Figures 1-3 and the share timeline, drawn from the frames of :mod:`collab.analysis`.
+
+Every function returns the matplotlib Figure and never calls ``plt.show``; :func:`save_figure`
+writes PNG and PDF atomically. Not-reached runs in Figure 2 are drawn explicitly, never as zero.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from collab.analysis import ENVS, PAPER_ENV_NAMES, SETUP_LABELS, SETUPS
+
+#: One colour per setup, the same in every figure.
+SETUP_COLORS: dict[str, str] = {
+    "independent": "#4c72b0",
+    "sequential": "#8c8c8c",
+    "collaborative_2": "#dd8452",
+    "collaborative_4": "#55a868",
+    "collaborative_8": "#c44e52",
+}
+
+
+def _color(setup: str) -> str:
+    return SETUP_COLORS.get(setup, "black")
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.0)) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return fig, ax
+
+
+def _grid(n: int, ncols: int = 3, panel: tuple[float, float] = (4.2, 3.2)) -> tuple[Figure, np.ndarray]:
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained", squeeze=False
+    )
+    for extra in axes.flat[n:]:
+        extra.set_visible(False)
+    return fig, axes
+
+
+def _title(env: str) -> str:
+    paper = PAPER_ENV_NAMES.get(env, env)
+    return env if paper == env else f"{env} (paper: {paper})"
+
+
+def _present(df: pd.DataFrame, envs: Sequence[str]) -> list[str]:
+    """The requested environments, plus any others in the frame, in order."""
+    found = list(dict.fromkeys(df["env_id"])) if "env_id" in df.columns else []
+    return [e for e in envs if e in found] + [e for e in found if e not in envs]
+
+
+# --------------------------------------------------------------------------------------------
+# Figure 1
+
+
+def _draw_curves(ax: Axes, stats: pd.DataFrame, setups: Sequence[str], legend: bool = True) -> None:
+    for setup in setups:
+        d = stats[stats["setup"] == setup].sort_values("x")
+        if d.empty:
+            continue
+        ax.plot(d["x"], d["mean"], color=_color(setup), label=SETUP_LABELS.get(setup, setup), lw=1.6)
+        ok = d["ci_low"].notna()
+        if ok.any():
+            ax.fill_between(
+                d["x"][ok], d["ci_low"][ok], d["ci_high"][ok], color=_color(setup), alpha=0.2, lw=0
+            )
+    ax.grid(alpha=0.3)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def plot_figure1(
+    curve_stats: pd.DataFrame,
+    env_id: str = "CarRacing-v3",
+    setups: Sequence[str] = SETUPS,
+    x_label: str = "training episodes per agent",
+    ax: Axes | None = None,
+) -> Figure:
+    """Figure 1: one environment's mean validation return over training, 95% CI band, one line per setup.
+
+    ``curve_stats`` is :func:`collab.analysis.learning_curves`.
+    """
+    fig, ax = _axes(ax)
+    stats = curve_stats[curve_stats["env_id"] == env_id]
+    if stats.empty:
+        ax.text(0.5, 0.5, f"no data for {env_id}", ha="center", va="center", transform=ax.transAxes)
+    _draw_curves(ax, stats, setups)
+    ax.set_title(f"{_title(env_id)}: mean validation return (95% CI over seeds)", fontsize=10)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("validation return")
+    return fig
+
+
+def plot_figure1_grid(
+    curve_stats: pd.DataFrame,
+    envs: Sequence[str] = ENVS,
+    setups: Sequence[str] = SETUPS,
+    x_label: str = "training episodes per agent",
+) -> Figure:
+    """Figure 1 for every environment: a 2x3 grid of learning-curve panels (shared legend)."""
+    envs = _present(curve_stats, envs) or list(envs)
+    fig, axes = _grid(len(envs))
+    for ax, env in zip(axes.flat, envs, strict=False):
+        _draw_curves(ax, curve_stats[curve_stats["env_id"] == env], setups, legend=False)
+        ax.set_title(_title(env), fontsize=10)
+        ax.set_xlabel(x_label, fontsize=8)
+        ax.set_ylabel("validation return", fontsize=8)
+    handles = [plt.Line2D([], [], color=_color(s), label=SETUP_LABELS.get(s, s)) for s in setups]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(setups), fontsize=9)
+    fig.suptitle("Mean validation return over training (95% CI over seeds)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Figure 2
+
+
+def _draw_convergence(ax: Axes, conv: pd.DataFrame, summary: pd.DataFrame, setups: Sequence[str]) -> None:
+    labels = []
+    xt = ax.get_xaxis_transform()
+    for i, setup in enumerate(setups):
+        labels.append(SETUP_LABELS.get(setup, setup))
+        runs = conv[conv["setup"] == setup]
+        s = summary[summary["setup"] == setup]
+        if runs.empty:
+            ax.text(i, 0.5, "no runs", ha="center", va="center", fontsize=7, transform=xt)
+            continue
+        row = s.iloc[0]
+        if row["n_reached"] > 0:
+            err = None
+            if pd.notna(row["ci_low"]):
+                err = [[row["mean_reached"] - row["ci_low"]], [row["ci_high"] - row["mean_reached"]]]
+            ax.bar(i, row["mean_reached"], color=_color(setup), alpha=0.7, yerr=err, capsize=3)
+        else:
+            ax.text(i, 0.5, "not\nreached", ha="center", va="center", fontsize=7, color="red", transform=xt)
+        reached = runs[runs["reached"]]
+        jitter = np.linspace(-0.15, 0.15, max(len(runs), 1))[: len(reached)]
+        ax.scatter(i + jitter, reached["episodes"], s=12, color="black", zorder=3)
+        cens = runs[~runs["reached"]]
+        if len(cens):
+            ax.scatter(
+                np.full(len(cens), i + 0.25),
+                cens["budget"],
+                marker="^",
+                s=22,
+                facecolors="none",
+                edgecolors="red",
+                zorder=3,
+                label="not reached (at budget)",
+            )
+        ax.text(
+            i,
+            1.02,
+            f"{int(row['n_reached'])}/{int(row['n_runs'])}",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            transform=xt,
+        )
+    ax.set_xticks(range(len(setups)), labels, rotation=30, fontsize=8)
+    ax.set_xlim(-0.6, len(setups) - 0.4)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3, axis="y")
+
+
+def plot_convergence(
+    conv: pd.DataFrame,
+    summary: pd.DataFrame,
+    envs: Sequence[str] = ENVS,
+    setups: Sequence[str] = SETUPS,
+) -> Figure:
+    """Figure 2: episodes to reach the env's threshold, per setup (2x3 grid, one panel per env).
+
+    Bars: mean over the runs that reached it, with 95% CI; black dots: those runs; red open
+    triangles at the run's budget: runs that never reached it; "k/n" above each bar: runs that
+    reached it. ``conv`` is :func:`collab.analysis.episodes_to_threshold`, ``summary``
+    :func:`collab.analysis.convergence_summary`.
+    """
+    envs = _present(conv, envs) or list(envs)
+    fig, axes = _grid(len(envs), panel=(4.2, 3.6))
+    for ax, env in zip(axes.flat, envs, strict=False):
+        _draw_convergence(ax, conv[conv["env_id"] == env], summary[summary["env_id"] == env], setups)
+        thr = conv.loc[conv["env_id"] == env, "threshold"]
+        sub = f"threshold {thr.iloc[0]:.1f}" if len(thr) else "no data"
+        ax.set_title(f"{_title(env)}\n{sub}", fontsize=9, pad=14)
+        ax.set_ylabel("episodes per agent", fontsize=8)
+    fig.suptitle("Episodes to reach 90% of the reward range (k/n: runs that reached it)")
+    handles = [
+        plt.Line2D([], [], marker="o", ls="", color="black", label="run (reached)"),
+        plt.Line2D(
+            [], [], marker="^", ls="", mfc="none", color="red", label="run not reached (at its budget)"
+        ),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Figure 3
+
+
+def plot_variance(
+    var_stats: pd.DataFrame, envs: Sequence[str] = ENVS, setups: Sequence[str] = SETUPS
+) -> Figure:
+    """Figure 3: std of the final validation returns of all agents of all seeds, per setup, 95% CI.
+
+    ``var_stats`` is :func:`collab.analysis.performance_variance`.
+    """
+    envs = _present(var_stats, envs) or list(envs)
+    fig, axes = _grid(len(envs))
+    for ax, env in zip(axes.flat, envs, strict=False):
+        d = var_stats[var_stats["env_id"] == env]
+        for i, setup in enumerate(setups):
+            r = d[d["setup"] == setup]
+            if r.empty or pd.isna(r["std"].iloc[0]):
+                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7)
+                continue
+            r = r.iloc[0]
+            err = None
+            if pd.notna(r["ci_low"]):
+                err = [[r["std"] - r["ci_low"]], [r["ci_high"] - r["std"]]]
+            ax.bar(i, r["std"], color=_color(setup), alpha=0.8, yerr=err, capsize=3)
+        ax.set_xticks(range(len(setups)), [SETUP_LABELS.get(s, s) for s in setups], rotation=30, fontsize=8)
+        ax.set_title(_title(env), fontsize=10)
+        ax.set_ylabel("std of final validation return", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Performance variance across agents and seeds (95% CI over seeds)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# One run: learning curves and share timeline (also used by the training notebook)
+
+
+def plot_learning_curves(curves: pd.DataFrame, ax: Axes | None = None) -> Figure:
+    """One run's ``curves.csv``: val_return (solid) and train_return (dashed) per agent over episode."""
+    fig, ax = _axes(ax)
+    if curves.empty:
+        ax.text(0.5, 0.5, "no curves", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    agents = sorted(curves["agent"].unique())
+    cmap = plt.get_cmap("tab10")
+    for k, agent in enumerate(agents):
+        d = curves[curves["agent"] == agent].sort_values("episode")
+        c = cmap(k % 10)
+        ax.plot(d["episode"], d["val_return"], color=c, lw=1.5, label=f"agent {agent} val")
+        ax.plot(
+            d["episode"], d["train_return"], color=c, lw=1.0, ls="--", alpha=0.7, label=f"agent {agent} train"
+        )
+    title = ""
+    if "env_id" in curves.columns and "setup" in curves.columns:
+        title = f"{curves['env_id'].iloc[0]} {curves['setup'].iloc[0]}"
+        if "seed" in curves.columns:
+            title += f" seed {curves['seed'].iloc[0]}"
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("training episodes per agent")
+    ax.set_ylabel("return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncols=2 if len(agents) > 2 else 1)
+    return fig
+
+
+def plot_share_timeline(sharing: pd.DataFrame, n_agents: int | None = None, ax: Axes | None = None) -> Figure:
+    """One run's ``sharing.csv``: an arrow from source to target agent at each share's episode.
+
+    x = episodes per agent at the share (round when ``episode`` is absent), y = agent index.
+    An empty frame gives an axes saying "no parameter shares".
+    """
+    fig, ax = _axes(ax)
+    n = n_agents
+    if n is None and not sharing.empty:
+        n = int(max(sharing["source"].max(), sharing["target"].max())) + 1
+        if "n_agents" in sharing.columns:
+            n = max(n, int(sharing["n_agents"].max()))
+    if sharing.empty:
+        ax.text(0.5, 0.5, "no parameter shares", ha="center", va="center", transform=ax.transAxes)
+    else:
+        xcol = "episode" if "episode" in sharing.columns else "round"
+        xs = sharing[xcol].to_numpy(float)
+        span = (xs.max() - xs.min()) or 1.0
+        for rec in sharing.itertuples(index=False):
+            x = float(getattr(rec, xcol))
+            ax.annotate(
+                "",
+                xy=(x, rec.target),
+                xytext=(x, rec.source),
+                arrowprops={"arrowstyle": "->", "color": "tab:red", "alpha": 0.6, "lw": 1.0},
+            )
+        ax.scatter(xs, sharing["source"], s=14, color="tab:blue", label="source (copied)", zorder=3)
+        ax.scatter(
+            xs, sharing["target"], s=14, color="tab:red", marker="x", label="target (receives)", zorder=3
+        )
+        ax.set_xlim(xs.min() - 0.05 * span, xs.max() + 0.05 * span)
+        ax.set_xlabel("episodes per agent" if xcol == "episode" else "round")
+        ax.legend(fontsize=7, loc="upper right")
+    if n:
+        ax.set_yticks(range(n))
+        ax.set_ylim(-0.5, n - 0.5)
+    ax.set_ylabel("agent")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"parameter shares ({len(sharing)})", fontsize=10)
+    return fig
+
+
+def plot_share_timelines(timeline: pd.DataFrame, envs: Sequence[str] = ENVS) -> Figure:
+    """The share timeline of one run per environment (:func:`collab.analysis.share_timeline`), 2x3 grid."""
+    envs = list(envs)
+    fig, axes = _grid(len(envs))
+    for ax, env in zip(axes.flat, envs, strict=False):
+        d = timeline[timeline["env_id"] == env] if not timeline.empty else timeline
+        n = int(d["n_agents"].iloc[0]) if len(d) else None
+        plot_share_timeline(d, n_agents=n, ax=ax)
+        run = f"{d['setup'].iloc[0]} seed {d['seed'].iloc[0]}" if len(d) else "no shares"
+        ax.set_title(f"{_title(env)}\n{run}: {len(d)} shares", fontsize=9)
+    fig.suptitle("Who copied whom, when (one run per environment)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Saving
+
+
+def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike, dpi: int = 150) -> list[Path]:
+    """Save ``fig`` as ``<out_dir>/<name>.png`` and ``.pdf``, each to a temporary file then renamed."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in ("png", "pdf"):
+        path = out / f"{name}.{fmt}"
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        paths.append(path)
+    return paths

@@ -1,0 +1,415 @@
+"""Population PPO: n agents' learning state as tensors with a leading agent axis, one update for all.
+
+An agent is everything indexed by ``a`` along the first axis of :meth:`PopulationPPO.state_tensors`:
+network parameters, Adam moments and step counts, observation and return normalisation statistics.
+Copying ``t[j] <- t[i]`` for all of them is a complete share (paper eq. 2, :mod:`collab.sharing`).
+Environments, random generators and episode counters are not agent state and are never copied.
+
+PPO follows CleanRL (``ppo.py``, ``ppo_continuous_action.py``): GAE, clipped surrogate, value loss
+``0.5 * (V - R)^2``, entropy bonus, per-minibatch advantage normalisation, Adam (eps 1e-5) and
+gradient-norm clipping, all *per agent*: each agent normalises its own advantages and clips its own
+gradient norm, so agents never influence each other without sharing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from collab.config import PPOConfig
+from collab.envs import EnvSpec, PopulationEnv
+from collab.networks import PopulationActorCritic, log_prob_entropy, sample_action
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    cont: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over the leading time axis; returns (advantages, returns).
+
+    ``next_values[t]`` is V of the observation returned by step t. Bootstrapping stops only on
+    ``terminated[t]`` (a true end); a truncated episode bootstraps from its final observation.
+    ``cont[t]`` is 1 when A_t continues into A_{t+1}: step t did not end an episode and step t+1
+    is a valid transition of the same agent.
+    """
+    deltas = rewards + gamma * next_values * (1.0 - terminated) - values
+    adv = torch.zeros_like(values)
+    last = torch.zeros_like(values[0])
+    for t in range(values.shape[0] - 1, -1, -1):
+        last = deltas[t] + gamma * lam * cont[t] * last
+        adv[t] = last
+    return adv, adv + values
+
+
+class RunningMeanStd:
+    """Per-agent running mean/variance (parallel algorithm, as SB3's RunningMeanStd), shape [n, *shape]."""
+
+    def __init__(self, n: int, shape: tuple[int, ...] = ()) -> None:
+        self.mean = torch.zeros(n, *shape, dtype=torch.float64)
+        self.var = torch.ones(n, *shape, dtype=torch.float64)
+        self.count = torch.full((n,), 1e-4, dtype=torch.float64)
+
+    def update(self, x: torch.Tensor, mask: torch.Tensor) -> None:
+        """x: [n, B, *shape]; mask: [n, B] bool — only masked-in samples count."""
+        w = mask.to(torch.float64)
+        extra = x.dim() - 2
+        wv = w.view(*w.shape, *([1] * extra))
+        cnt = w.sum(1)  # [n]
+        c = cnt.clamp(min=1).view(-1, *([1] * extra))
+        xd = x.to(torch.float64)
+        bmean = (xd * wv).sum(1) / c
+        bvar = (((xd - bmean.unsqueeze(1)) ** 2) * wv).sum(1) / c
+        tot = self.count + cnt
+        cv = cnt.view(-1, *([1] * extra))
+        sc = self.count.view(-1, *([1] * extra))
+        tv = tot.view(-1, *([1] * extra))
+        delta = bmean - self.mean
+        new_mean = self.mean + delta * cv / tv
+        m2 = self.var * sc + bvar * cv + delta**2 * sc * cv / tv
+        has = (cnt > 0).view(-1, *([1] * extra))
+        self.mean = torch.where(has, new_mean, self.mean)
+        self.var = torch.where(has, m2 / tv, self.var)
+        self.count = torch.where(cnt > 0, tot, self.count)
+
+
+class BatchedAdam:
+    """Adam over stacked parameters with per-agent step counts, learning rates and an active mask.
+
+    Matches ``torch.optim.Adam`` for each agent (tested), but an agent whose mask is False in a
+    step is left exactly unchanged (torch's Adam would still move it by its momentum).
+    """
+
+    def __init__(
+        self, params: list[torch.nn.Parameter], n: int, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5
+    ) -> None:
+        self.params = params
+        self.betas, self.eps = betas, eps
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.step_count = torch.zeros(n, dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, lr: torch.Tensor, active: torch.Tensor) -> None:
+        """One Adam step for agents where ``active`` [n] is True, with per-agent ``lr`` [n]."""
+        b1, b2 = self.betas
+        self.step_count += active.to(torch.float64)
+        bc1 = 1 - b1**self.step_count
+        bc2 = 1 - b2**self.step_count
+        # per-agent step size lr / bc1 and sqrt(bc2), as torch.optim.Adam (non-capturable path)
+        step_size = torch.where(active, lr.to(torch.float64) / bc1, torch.zeros_like(bc1)).float()
+        bc2_sqrt = bc2.clamp(min=1e-300).sqrt().float()
+        act = active.float()
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+            g = p.grad
+            if g is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            a = act.view(shape)
+            # inactive agents: m and v unchanged (interpolate with weight 0)
+            m.lerp_(g, (1 - b1) * a)
+            v.mul_(1 - (1 - b2) * a).addcmul_(g * a, g, value=1 - b2)
+            denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
+            p.sub_(step_size.view(shape) * m / denom)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Optimiser state with the agent axis first."""
+        d = {f"adam.m{i}": t for i, t in enumerate(self.exp_avg)}
+        d.update({f"adam.v{i}": t for i, t in enumerate(self.exp_avg_sq)})
+        d["adam.step"] = self.step_count
+        return d
+
+
+@dataclass
+class RolloutStats:
+    """What one rollout of the population produced, per agent."""
+
+    episode_returns: list[list[float]]  # counted training episodes' returns, per agent
+    steps: np.ndarray  # [n] valid (learned-from) agent steps
+    active_after: np.ndarray  # [n] bool: agent still short of its quota
+
+
+class PopulationPPO:
+    """n PPO agents trained together on a :class:`PopulationEnv` (one batched forward per step).
+
+    ``agent_ids`` name the agents for seeding: agent ``agent_ids[a]`` draws its initial weights,
+    action noise and minibatch order from ``torch.Generator`` seeded ``derive(seed, id)``, so an
+    agent's randomness never depends on the other agents.
+    """
+
+    def __init__(
+        self, spec: EnvSpec, cfg: PPOConfig, seeds: list[int], device: str | torch.device = "cpu"
+    ) -> None:
+        self.spec, self.cfg, self.n = spec, cfg, len(seeds)
+        self.device = torch.device(device)
+        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.net = PopulationActorCritic(spec, self.n, self.gens, cfg.hidden, cfg.log_std_init).to(self.device)
+        self.params = list(self.net.parameters())
+        self.opt = BatchedAdam(self.params, self.n)
+        self.opt.exp_avg = [t.to(self.device) for t in self.opt.exp_avg]
+        self.opt.exp_avg_sq = [t.to(self.device) for t in self.opt.exp_avg_sq]
+        self.obs_rms = RunningMeanStd(self.n, spec.obs_shape) if cfg.norm_obs else None
+        self.ret_rms = RunningMeanStd(self.n) if cfg.norm_reward else None
+        self.lr = torch.full((self.n,), cfg.learning_rate)
+        self._ret_acc: torch.Tensor | None = None  # running discounted return per env (env state)
+        self._was_done: torch.Tensor | None = None  # per env: last step ended an episode
+        self._obs: torch.Tensor | None = None
+
+    # -- agent state -----------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor that makes up an agent (leading axis = agent); sharing copies exactly these."""
+        d = {f"net.{k}": p.data for k, p in self.net.named_parameters()}
+        d.update(self.opt.state_tensors())
+        for name, rms in (("obs_rms", self.obs_rms), ("ret_rms", self.ret_rms)):
+            if rms is not None:
+                d.update({f"{name}.mean": rms.mean, f"{name}.var": rms.var, f"{name}.count": rms.count})
+        return d
+
+    def _set_state(self, name: str, value: torch.Tensor) -> None:
+        obj, _, attr = name.partition(".")
+        if obj in ("obs_rms", "ret_rms"):
+            setattr(getattr(self, obj), attr, value)
+        else:
+            self.state_tensors()[name].copy_(value)
+
+    @torch.no_grad()
+    def copy_agents(self, src: np.ndarray | list[int]) -> None:
+        """Agent j takes agent ``src[j]``'s complete state, all at once (``src[j] == j``: unchanged)."""
+        idx = torch.as_tensor(np.asarray(src), dtype=torch.long)
+        for name, t in self.state_tensors().items():
+            self._set_state(name, t[idx.to(t.device)].clone())
+
+    def snapshot(self, a: int) -> dict[str, torch.Tensor]:
+        """A copy of agent a's state, each tensor with a leading axis of 1."""
+        return {k: t[a : a + 1].clone() for k, t in self.state_tensors().items()}
+
+    @torch.no_grad()
+    def load_snapshot(self, a: int, snap: dict[str, torch.Tensor]) -> None:
+        """Put a snapshot into agent slot a."""
+        for name, t in self.state_tensors().items():
+            new = t.clone()
+            new[a : a + 1] = snap[name].to(t.device)
+            self._set_state(name, new)
+
+    # -- acting ----------------------------------------------------------------------------------
+    def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """Per-agent observation normalisation (identity without ``norm_obs``); obs [n, m, ...]."""
+        if self.obs_rms is None:
+            return obs.to(self.device)
+        mean = self.obs_rms.mean.float().unsqueeze(1)
+        std = (self.obs_rms.var.float() + 1e-8).sqrt().unsqueeze(1)
+        return ((obs - mean) / std).clamp_(-10.0, 10.0).to(self.device)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """Actions for obs [n, m, ...] (greedy/mean by default)."""
+        out, _ = self.net(self.normalize_obs(obs))
+        log_std = getattr(self.net, "log_std", None)
+        return sample_action(out, log_std, torch.zeros(()), self.spec.discrete, deterministic)[0]
+
+    def _draw_noise(self, t: int, m: int) -> torch.Tensor:
+        """Per-agent noise for a rollout: [T, n, m, A] from each agent's own generator."""
+        shape = (t, m, self.spec.action_dim)
+        if self.spec.discrete:
+            u = [torch.rand(shape, generator=g).clamp_(1e-20, 1.0) for g in self.gens]
+            noise = [-torch.log(-torch.log(x)) for x in u]
+        else:
+            noise = [torch.randn(shape, generator=g) for g in self.gens]
+        return torch.stack(noise, dim=1).to(self.device)
+
+    # -- training --------------------------------------------------------------------------------
+    def collect_and_update(self, env: PopulationEnv, quota: np.ndarray) -> RolloutStats:
+        """One rollout of ``num_steps`` (cut short once every agent met its quota), then one PPO update.
+
+        ``quota[a]``: episodes agent a still needs in this round. An agent stops learning (its
+        steps become invalid) once it completes its quota; its environments keep stepping under its
+        frozen policy and those steps are neither learned from nor counted.
+        """
+        cfg, n, m = self.cfg, self.n, env.m
+        T = cfg.num_steps
+        if self._obs is None:
+            self._obs = env.reset()
+            self._was_done = torch.zeros(n, m, dtype=torch.bool)
+            self._ret_acc = torch.zeros(n, m, dtype=torch.float64)
+        quota = np.asarray(quota, dtype=np.int64).copy()
+        active = torch.from_numpy(quota > 0)
+        obs_shape = self.spec.obs_shape
+        pixel = self.spec.obs_kind == "pixels"
+        obs_buf = torch.zeros((T, n, m, *obs_shape), dtype=torch.uint8 if pixel else torch.float32)
+        raw_buf = torch.zeros((T, n, m, *obs_shape)) if self.obs_rms is not None else None
+        a_shape = () if self.spec.discrete else (self.spec.action_dim,)
+        act_buf = torch.zeros((T, n, m, *a_shape), dtype=torch.long if self.spec.discrete else torch.float32)
+        logp_buf = torch.zeros(T, n, m)
+        val_buf = torch.zeros(T, n, m)
+        rew_buf = torch.zeros(T, n, m)
+        term_buf = torch.zeros(T, n, m)
+        done_buf = torch.zeros(T, n, m)
+        valid_buf = torch.zeros(T, n, m, dtype=torch.bool)
+        noise = self._draw_noise(T, m)
+        log_std = getattr(self.net, "log_std", None)
+        returns: list[list[float]] = [[] for _ in range(n)]
+        steps = np.zeros(n, dtype=np.int64)
+        obs = self._obs
+        used = T
+        with torch.no_grad():
+            for t in range(T):
+                valid = active.unsqueeze(1) & ~self._was_done
+                x = self.normalize_obs(obs)
+                out, v = self.net(x)
+                action, logp = sample_action(out, log_std, noise[t], self.spec.discrete, False)
+                obs_buf[t] = x
+                if raw_buf is not None:
+                    raw_buf[t] = obs
+                act_buf[t] = action
+                logp_buf[t] = logp
+                val_buf[t] = v
+                valid_buf[t] = valid
+                obs, r, term, trunc, ep_ret = env.step(action)
+                rew_buf[t] = torch.from_numpy(r)
+                term_t = torch.from_numpy(term)
+                done_t = term_t | torch.from_numpy(trunc)
+                term_buf[t] = term_t.float()
+                done_buf[t] = done_t.float()
+                valid_np = valid.numpy()
+                steps += valid_np.sum(1)
+                ended = ~np.isnan(ep_ret) & valid_np
+                if ended.any():
+                    for a, j in zip(*np.nonzero(ended), strict=True):
+                        if quota[a] > 0:
+                            returns[a].append(float(ep_ret[a, j]))
+                            quota[a] -= 1
+                    active = torch.from_numpy(quota > 0)
+                self._was_done = done_t
+                if not bool(active.any()):
+                    used = t + 1
+                    break
+            last_value = self.net.value(self.normalize_obs(obs))
+        self._obs = obs
+        sl = slice(0, used)
+        valid_buf = valid_buf[sl]
+        rew = rew_buf[sl]
+        if self.ret_rms is not None:
+            rew = self._normalize_rewards(rew, done_buf[sl], valid_buf)
+        if self.obs_rms is not None and raw_buf is not None:
+            flat = raw_buf[sl].transpose(0, 1).reshape(n, used * m, *obs_shape)
+            self.obs_rms.update(flat, valid_buf.transpose(0, 1).reshape(n, used * m))
+        next_values = torch.cat([val_buf[1:used], last_value.unsqueeze(0)], dim=0)
+        next_valid = torch.cat([valid_buf[1:], active.view(1, n, 1).expand(1, n, m) & ~self._was_done.unsqueeze(0)])
+        cont = (1.0 - done_buf[sl]) * next_valid.float()
+        adv, ret = gae(rew, val_buf[sl], next_values, term_buf[sl], cont, cfg.gamma, cfg.gae_lambda)
+        self.update(
+            obs_buf[sl], act_buf[sl], logp_buf[sl], adv, ret, valid_buf,
+        )
+        return RolloutStats(returns, steps, quota > 0)
+
+    def _normalize_rewards(self, rew: torch.Tensor, done: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Scale rewards by the per-agent running std of the discounted return (SB3 VecNormalize)."""
+        assert self.ret_rms is not None and self._ret_acc is not None
+        rets = torch.zeros(rew.shape, dtype=torch.float64)
+        acc = self._ret_acc
+        for t in range(rew.shape[0]):
+            acc = acc * self.cfg.gamma + rew[t].double()
+            rets[t] = acc
+            acc = acc * (1.0 - done[t].double())
+        self._ret_acc = acc
+        T, n, m = rew.shape
+        self.ret_rms.update(rets.transpose(0, 1).reshape(n, T * m), valid.transpose(0, 1).reshape(n, T * m))
+        std = (self.ret_rms.var.float() + 1e-8).sqrt().view(1, n, 1)
+        return (rew / std).clamp(-10.0, 10.0)
+
+    def update(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        logp_old: torch.Tensor,
+        adv: torch.Tensor,
+        ret: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> dict[str, np.ndarray]:
+        """PPO epochs on a rollout laid out [T, n, m, ...]; each agent uses only its valid samples.
+
+        Each agent draws its own minibatch permutation from its generator; the batch per agent is
+        ``T*m`` samples split in ``num_minibatches``. Returns per-agent diagnostics of the last
+        minibatch (approx_kl, clipfrac).
+        """
+        cfg, n = self.cfg, self.n
+        T, _, m = valid.shape
+        B = T * m
+
+        def flat(x: torch.Tensor) -> torch.Tensor:
+            return x.transpose(0, 1).reshape(n, B, *x.shape[3:]).to(self.device)
+
+        b_obs, b_act, b_logp = flat(obs), flat(actions), flat(logp_old)
+        b_adv, b_ret, b_w = flat(adv), flat(ret), flat(valid).float()
+        has_data = b_w.sum(1) > 0
+        if not bool(has_data.any()):
+            return {}
+        mb = max(B // cfg.num_minibatches, 1)
+        rows = torch.arange(n, device=self.device).unsqueeze(1)
+        log_std = getattr(self.net, "log_std", None)
+        diag: dict[str, np.ndarray] = {}
+        for _ in range(cfg.update_epochs):
+            perm = torch.stack([torch.randperm(B, generator=g) for g in self.gens]).to(self.device)
+            for start in range(0, B, mb):
+                idx = perm[:, start : start + mb]
+                w = b_w[rows, idx]
+                cnt = w.sum(1)
+                active = cnt > 0
+                if not bool(active.any()):
+                    continue
+                c = cnt.clamp(min=1.0)
+                out, newv = self.net(b_obs[rows, idx])
+                newlogp, ent = log_prob_entropy(out, log_std, b_act[rows, idx], self.spec.discrete)
+                logratio = newlogp - b_logp[rows, idx]
+                ratio = logratio.exp()
+                a = b_adv[rows, idx]
+                a_mean = (a * w).sum(1, keepdim=True) / c.unsqueeze(1)
+                a_var = (((a - a_mean) ** 2) * w).sum(1, keepdim=True) / (c - 1).clamp(min=1).unsqueeze(1)
+                a = (a - a_mean) / (a_var.sqrt() + 1e-8)
+                pg = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
+                v_loss = 0.5 * (newv - b_ret[rows, idx]) ** 2
+                per_agent = ((pg - cfg.ent_coef * ent + cfg.vf_coef * v_loss) * w).sum(1) / c
+                for p in self.params:
+                    p.grad = None
+                per_agent.sum().backward()
+                self._clip_grads()
+                self.opt.step(self.lr, active)
+                with torch.no_grad():
+                    diag["approx_kl"] = ((((ratio - 1) - logratio) * w).sum(1) / c).cpu().numpy()
+                    clipped = ((ratio - 1).abs() > cfg.clip_coef).float()
+                    diag["clipfrac"] = ((clipped * w).sum(1) / c).cpu().numpy()
+        return diag
+
+    @torch.no_grad()
+    def _clip_grads(self) -> None:
+        """Scale each agent's gradient so its global norm is at most ``max_grad_norm`` (as torch's clip)."""
+        sq = torch.zeros(self.n, device=self.device)
+        for p in self.params:
+            if p.grad is not None:
+                sq += p.grad.reshape(self.n, -1).pow(2).sum(1)
+        coef = (self.cfg.max_grad_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        for p in self.params:
+            if p.grad is not None:
+                p.grad.mul_(coef.view(-1, *([1] * (p.dim() - 1))))
+
+
+@torch.no_grad()
+def evaluate(agents: PopulationPPO, env: PopulationEnv, deterministic: bool = True) -> np.ndarray:
+    """Run each environment of ``env`` for one episode with ``agents``' policies; returns [n, m] returns.
+
+    ``env`` must have as many agents as ``agents``; it is reset first, and nothing is learned.
+    """
+    obs = env.reset()
+    out = np.full((env.n, env.m), np.nan)
+    while np.isnan(out).any():
+        action = agents.act(obs, deterministic=deterministic)
+        obs, _, _, _, ep_ret = env.step(action)
+        new = np.isnan(out) & ~np.isnan(ep_ret)
+        out[new] = ep_ret[new]
+    return out

@@ -1,0 +1,147 @@
+"""The result files of one run and their schema: the only interface between training and analysis.
+
+A run writes into its ``out_dir``: ``curves.csv``, ``final.csv``, ``sharing.csv`` and
+``config.json``. Every file is written to a temporary name and renamed, and ``config.json`` is
+written last: a folder whose ``config.json`` exists holds a complete run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: Columns every run's files have (more may follow; these names are the contract).
+KEY_COLUMNS = ["env_id", "strategy", "n_agents", "seed", "setup"]
+SCHEMA: dict[str, list[str]] = {
+    "curves.csv": KEY_COLUMNS
+    + [
+        "agent",  # agent index within the run (sequential: 0)
+        "round",  # validation round, 1-based
+        "episode",  # this agent's training episodes so far (the budget unit)
+        "total_episodes",  # training episodes of all agents of the run so far
+        "env_steps",  # this agent's training environment steps so far
+        "wall_time_s",  # seconds since the run started (volatile)
+        "train_return",  # mean return of this agent's training episodes in this round
+        "val_return",  # mean return over val_episodes validation episodes (deterministic policy)
+        "copied_from",  # source agent this agent copied at this round's end (-1: none)
+    ],
+    "final.csv": KEY_COLUMNS
+    + [
+        "selected_agent",  # agent of the selected checkpoint
+        "selected_round",  # round of the selected checkpoint
+        "selected_val_return",  # its validation return
+        "eval_episode",  # 0..eval_episodes-1
+        "return",  # undiscounted return of that evaluation episode
+    ],
+    "sharing.csv": KEY_COLUMNS
+    + [
+        "round",  # k, the round at whose end the share happened
+        "episode",  # episodes per agent at that point
+        "source",  # i: the agent whose state was copied
+        "target",  # j: the agent that received it
+        "ucb_source",  # UCB_i(k)
+        "ucb_target",  # UCB_j(k)
+        "mean_source",  # R_hat_i(k)
+        "mean_target",  # R_hat_j(k)
+    ],
+}
+#: Columns whose values change from run to run of the same config (ignored by determinism checks).
+VOLATILE_COLUMNS = ["wall_time_s"]
+RESULT_FILES = ["curves.csv", "final.csv", "sharing.csv", "config.json"]
+
+
+class ResultsError(ValueError):
+    """A result file is missing or has missing columns; the message names the file and columns."""
+
+
+def setup_name(strategy: str, n_agents: int) -> str:
+    """The Table 1 column of a run: independent, sequential or collaborative_<n>."""
+    return f"collaborative_{n_agents}" if strategy == "collaborative" else strategy
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    """Write a DataFrame as CSV atomically (no index)."""
+    atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
+
+
+def frame(name: str, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a DataFrame with the schema's columns first (an empty frame keeps the header)."""
+    df = pd.DataFrame(list(rows))
+    cols = SCHEMA[name]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    extra = [c for c in df.columns if c not in cols]
+    return df[cols + extra]
+
+
+def write_run(
+    out_dir: str | os.PathLike,
+    curves: pd.DataFrame,
+    final: pd.DataFrame,
+    sharing: pd.DataFrame,
+    config: dict[str, Any],
+) -> None:
+    """Write the four result files of one run; config.json last, so it marks completion."""
+    out = Path(out_dir)
+    (out / "config.json").unlink(missing_ok=True)
+    atomic_write_csv(out / "curves.csv", curves)
+    atomic_write_csv(out / "final.csv", final)
+    atomic_write_csv(out / "sharing.csv", sharing)
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def read_csv_checked(path: str | os.PathLike, kind: str | None = None) -> pd.DataFrame:
+    """Read a result CSV and check it has the schema's columns for ``kind`` (default: its name).
+
+    Raises ResultsError naming the file and the missing columns.
+    """
+    path = Path(path)
+    kind = kind or path.name
+    if not path.is_file():
+        raise ResultsError(f"{path}: file not found (expected a {kind} with columns {SCHEMA[kind]})")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ResultsError(f"{path}: empty file (expected columns {SCHEMA[kind]})") from None
+    missing = [c for c in SCHEMA[kind] if c not in df.columns]
+    if missing:
+        raise ResultsError(f"{path}: missing columns {missing} (has {list(df.columns)})")
+    return df
+
+
+def is_complete_run(out_dir: str | os.PathLike) -> bool:
+    """True when ``out_dir`` holds all four result files (config.json is written last)."""
+    return all((Path(out_dir) / f).is_file() for f in RESULT_FILES)
+
+
+def aggregate_runs(run_dirs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> None:
+    """Concatenate the CSVs of complete runs into ``out_dir/{curves,final,sharing}.csv``."""
+    run_dirs = [Path(d) for d in run_dirs]
+    for d in run_dirs:
+        if not is_complete_run(d):
+            raise ResultsError(f"{d}: not a complete run (needs {RESULT_FILES})")
+    for name in ("curves.csv", "final.csv", "sharing.csv"):
+        frames = [read_csv_checked(d / name) for d in sorted(run_dirs)]
+        frames = [f for f in frames if not f.empty]
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCHEMA[name])
+        atomic_write_csv(Path(out_dir) / name, df)

@@ -1,0 +1,185 @@
+"""The three training strategies of paper section 4.2 and the experiment entry point.
+
+* **independent**: n agents, k episodes each, no sharing.
+* **sequential**: one agent, n*k episodes.
+* **collaborative**: n agents, k episodes each, UCB sharing (eq. 1-2) at the end of every round.
+
+Budget unit: a *training episode* of an agent, counted when it ends while the agent is learning.
+A *round* is ``validate_every`` such episodes of every agent (the last round may be shorter so that
+every agent ends with exactly its budget). An agent that completes its round quota before the
+others waits: its environments keep stepping under its frozen policy and those steps are neither
+learned from nor counted (see :meth:`collab.ppo.PopulationPPO.collect_and_update`).
+
+At the end of every round each agent is validated on ``val_episodes`` episodes (greedy/mean
+action) of environments seeded apart from training (the same episodes for every agent and round);
+then, for the collaborative strategy only, agents share. Selection, identical for all strategies:
+the checkpoint (agent, round) with the highest validation return over the whole run (ties: the
+earliest). The selected policy is evaluated on ``eval_episodes`` episodes seeded apart from both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from collab.config import ExperimentConfig
+from collab.envs import PopulationEnv, derive_seed
+from collab.ppo import PopulationPPO, evaluate
+from collab.results import frame, setup_name, write_run
+from collab.sharing import UCBSharer
+
+
+@dataclass
+class RunResult:
+    """What a run wrote: the three tables and the resolved configuration."""
+
+    curves: pd.DataFrame
+    final: pd.DataFrame
+    sharing: pd.DataFrame
+    config: dict
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gymnasium.__version__}
+    try:
+        import envpool
+
+        out["envpool"] = envpool.__version__
+    except ImportError:
+        out["envpool"] = "not installed"
+    from collab import __version__
+
+    out["collab"] = __version__
+    return out
+
+
+def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = True) -> RunResult:
+    """Train one experiment, select and evaluate its policy, and write the result files.
+
+    Validates ``cfg`` first (raising :class:`collab.ConfigError` before anything is written); writes
+    ``curves.csv``, ``final.csv``, ``sharing.csv`` and ``config.json`` (last) into ``cfg.out_dir``.
+    """
+    cfg = cfg.validate(check_out_dir=write)
+    assert cfg.ppo is not None
+    ppo_cfg = cfg.ppo
+    torch.set_num_threads(cfg.torch_threads)
+    sequential = cfg.strategy == "sequential"
+    n = 1 if sequential else cfg.n_agents
+    budget = cfg.episodes_per_agent * (cfg.n_agents if sequential else 1)
+    keys = {
+        "env_id": cfg.env_id,
+        "strategy": cfg.strategy,
+        "n_agents": cfg.n_agents,
+        "seed": cfg.seed,
+        "setup": setup_name(cfg.strategy, cfg.n_agents),
+    }
+    env_kw = {
+        "backend": cfg.backend,
+        "max_episode_steps": cfg.max_episode_steps,
+        "frame_skip": ppo_cfg.frame_skip,
+        "frame_stack": ppo_cfg.frame_stack,
+        "image_size": ppo_cfg.image_size,
+    }
+    env = PopulationEnv(cfg.env_id, n, ppo_cfg.num_envs, cfg.seed, "train", **env_kw)
+    agents = PopulationPPO(env.spec, ppo_cfg, [derive_seed(cfg.seed, "agent", a) for a in range(n)], cfg.device)
+    sharer = UCBSharer(
+        n,
+        cfg.c,
+        cfg.lam,
+        cfg.rule,
+        cfg.source_choice,
+        cfg.stats_after_copy,
+        cfg.reward_estimate,
+        seed=derive_seed(cfg.seed, "sharing"),
+    )
+    curves: list[dict] = []
+    episodes = np.zeros(n, dtype=np.int64)
+    env_steps = np.zeros(n, dtype=np.int64)
+    best = (-np.inf, -1, -1)  # (val_return, agent, round)
+    best_snap = None
+    t0 = time.perf_counter()
+    bar = tqdm(total=budget * n, desc=f"{cfg.env_id} {keys['setup']} seed {cfg.seed}", disable=not progress, unit="ep")
+    rnd = 0
+    while episodes.min() < budget:
+        rnd += 1
+        quota = np.minimum(cfg.validate_every, budget - episodes)
+        round_returns: list[list[float]] = [[] for _ in range(n)]
+        left = quota.copy()
+        while left.max() > 0:
+            if ppo_cfg.anneal_lr:
+                frac = 1.0 - (episodes + (quota - left)) / budget
+                agents.lr = torch.as_tensor(ppo_cfg.learning_rate * frac, dtype=torch.float32)
+            stats = agents.collect_and_update(env, left)
+            for a in range(n):
+                round_returns[a].extend(stats.episode_returns[a])
+            env_steps += stats.steps
+            got = np.array([len(r) for r in stats.episode_returns])
+            left = left - got
+            bar.update(int(got.sum()))
+        episodes += quota
+        val_env = PopulationEnv(cfg.env_id, n, cfg.val_episodes, cfg.seed, "val", shared_seeds=True, **env_kw)
+        val = evaluate(agents, val_env).mean(axis=1)
+        val_env.close()
+        for a in range(n):
+            if val[a] > best[0]:
+                best = (float(val[a]), a, rnd)
+                best_snap = agents.snapshot(a)
+        src = np.arange(n)
+        if cfg.strategy == "collaborative":
+            sharer.record_round(round_returns)
+            src = sharer.decide(int(episodes.min()))
+            if (src != np.arange(n)).any():
+                agents.copy_agents(src)
+        wall = time.perf_counter() - t0
+        for a in range(n):
+            curves.append(
+                {
+                    **keys,
+                    "agent": a,
+                    "round": rnd,
+                    "episode": int(episodes[a]),
+                    "total_episodes": int(episodes.sum()),
+                    "env_steps": int(env_steps[a]),
+                    "wall_time_s": round(wall, 3),
+                    "train_return": float(np.mean(round_returns[a])),
+                    "val_return": float(val[a]),
+                    "copied_from": int(src[a]) if src[a] != a else -1,
+                }
+            )
+        bar.set_postfix(best_val=f"{best[0]:.1f}")
+    bar.close()
+    env.close()
+
+    # final evaluation of the selected checkpoint on seeds apart from training and validation
+    assert best_snap is not None
+    chosen = PopulationPPO(env.spec, ppo_cfg, [0], "cpu")
+    chosen.load_snapshot(0, {k: v.cpu() for k, v in best_snap.items()})
+    eval_env = PopulationEnv(cfg.env_id, 1, cfg.eval_episodes, cfg.seed, "eval", shared_seeds=True, **env_kw)
+    returns = evaluate(chosen, eval_env)[0]
+    eval_env.close()
+    final = [
+        {
+            **keys,
+            "selected_agent": best[1],
+            "selected_round": best[2],
+            "selected_val_return": best[0],
+            "eval_episode": i,
+            "return": float(r),
+        }
+        for i, r in enumerate(returns)
+    ]
+    sharing = [{**keys, **dataclasses.asdict(e)} for e in sharer.log]
+    config = {**cfg.to_dict(), "versions": _versions(), "backend_used": env.backend, "budget_unit": "episode"}
+    result = RunResult(frame("curves.csv", curves), frame("final.csv", final), frame("sharing.csv", sharing), config)
+    if write:
+        write_run(cfg.out_dir, result.curves, result.final, result.sharing, config)
+    return result

@@ -1,0 +1,182 @@
+"""The experiment grid of one workflow profile: read, check and expand ``workflow/config/<profile>.yaml``.
+
+Used by ``workflow/Snakefile`` when it loads: every cell's :class:`collab.ExperimentConfig` is
+validated up front (``check_out_dir=False``: nothing exists yet), so a bad config fails before any
+job starts, with one message naming the config key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from collab.config import ConfigError, ExperimentConfig
+from collab.results import setup_name
+
+#: Keys an environment's budget may set (the train notebook's parameters) ...
+BUDGET_KEYS = (
+    "episodes_per_agent",
+    "validate_every",
+    "val_episodes",
+    "eval_episodes",
+    "max_episode_steps",
+    "c",
+    "lam",
+    "backend",
+)
+#: ... and the cluster resources of its jobs (ignored by local runs).
+RESOURCE_KEYS = ("runtime_min", "mem_mb")
+TOP_KEYS = ("profile", "seeds", "setups", "defaults", "envs")
+PAPER_SETUPS = (
+    ("independent", 8),
+    ("sequential", 8),
+    ("collaborative", 2),
+    ("collaborative", 4),
+    ("collaborative", 8),
+)
+
+
+class WorkflowConfigError(ValueError):
+    """The workflow config is malformed; the message names the key and the bad value."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid: a Papermill run of notebooks/train.ipynb."""
+
+    env_id: str
+    setup: str
+    strategy: str
+    n_agents: int
+    seed: int
+    params: dict[str, Any]
+    resources: dict[str, int]
+
+    def papermill_args(self, out_dir: str) -> str:
+        """``-p NAME VALUE`` options (``-r`` for strings) for this cell's train notebook run."""
+        values: dict[str, Any] = {
+            "env_id": self.env_id,
+            "strategy": self.strategy,
+            "n_agents": self.n_agents,
+            "seed": self.seed,
+            **self.params,
+            "out_dir": out_dir,
+        }
+        args = []
+        for name, value in values.items():
+            flag = "-r" if isinstance(value, str) else "-p"
+            args += [flag, name, "None" if value is None else str(value)]
+        return shlex.join(args)
+
+
+@dataclass
+class Grid:
+    profile: str
+    seeds: list[int]
+    setups: dict[str, tuple[str, int]]  # setup name -> (strategy, n_agents)
+    envs: list[str]
+    cells: list[Cell] = field(default_factory=list)
+
+    def cell(self, env_id: str, setup: str, seed: int | str) -> Cell:
+        for c in self.cells:
+            if c.env_id == env_id and c.setup == setup and c.seed == int(seed):
+                return c
+        raise KeyError((env_id, setup, seed))
+
+
+def _bad(where: str, value: Any, allowed: str) -> WorkflowConfigError:
+    return WorkflowConfigError(f"{where}={value!r} is not allowed: {allowed}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def load_grid(config: dict[str, Any], source: str = "config", check_env: bool = True) -> Grid:
+    """Check ``config`` (a parsed workflow/config/<profile>.yaml) and expand its grid.
+
+    Raises WorkflowConfigError (structure) or ConfigError (a cell's experiment config) with a
+    message that starts with ``source`` and names the offending key and value.
+    """
+    try:
+        return _load_grid(config, check_env)
+    except (WorkflowConfigError, ConfigError) as err:
+        raise type(err)(f"{source}: {err}") from None
+
+
+def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
+    if not isinstance(config, dict) or not config:
+        raise _bad("config", config, "a mapping with keys " + ", ".join(TOP_KEYS))
+    unknown = sorted(set(config) - set(TOP_KEYS))
+    if unknown:
+        raise _bad("config keys", unknown, "keys among " + ", ".join(TOP_KEYS))
+    for key in ("profile", "seeds", "envs"):
+        if key not in config:
+            raise _bad(key, None, "a value (missing key)")
+
+    profile = config["profile"]
+    if not isinstance(profile, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", profile):
+        raise _bad("profile", profile, "a name of letters, digits, '_', '.', '-'")
+
+    seeds = config["seeds"]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(_is_int(s) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise _bad("seeds", seeds, "a non-empty list of distinct integers >= 0")
+
+    raw_setups = config.get("setups")
+    if raw_setups is None:
+        raw_setups = [{"strategy": s, "n_agents": n} for s, n in PAPER_SETUPS]
+    if not isinstance(raw_setups, list) or not raw_setups:
+        raise _bad("setups", raw_setups, "a non-empty list of {strategy, n_agents} mappings")
+    setups: dict[str, tuple[str, int]] = {}
+    for i, s in enumerate(raw_setups):
+        if not isinstance(s, dict) or set(s) != {"strategy", "n_agents"}:
+            raise _bad(f"setups[{i}]", s, "a mapping with exactly the keys strategy and n_agents")
+        name = setup_name(str(s["strategy"]), s["n_agents"])
+        if name in setups:
+            raise _bad(f"setups[{i}]", s, f"a setup not listed before (Table 1 column {name!r} repeats)")
+        setups[name] = (s["strategy"], s["n_agents"])
+
+    defaults = config.get("defaults") or {}
+    envs = config["envs"]
+    if not isinstance(envs, dict) or not envs:
+        raise _bad("envs", envs, "a non-empty mapping of environment id -> budget overrides")
+    for where, mapping in [("defaults", defaults)] + [(f"envs.{e}", v or {}) for e, v in envs.items()]:
+        if not isinstance(mapping, dict):
+            raise _bad(where, mapping, "a mapping of budget keys")
+        unknown = sorted(set(mapping) - set(BUDGET_KEYS) - set(RESOURCE_KEYS))
+        if unknown:
+            raise _bad(f"{where} keys", unknown, "keys among " + ", ".join(BUDGET_KEYS + RESOURCE_KEYS))
+        for key in RESOURCE_KEYS:
+            if key in mapping and not (_is_int(mapping[key]) and mapping[key] >= 1):
+                raise _bad(f"{where}.{key}", mapping[key], "an integer >= 1")
+
+    grid = Grid(profile=profile, seeds=list(seeds), setups=setups, envs=list(envs))
+    for env_id, overrides in envs.items():
+        merged = {**defaults, **(overrides or {})}
+        params = {k: merged[k] for k in BUDGET_KEYS if k in merged}
+        resources = {k: merged[k] for k in RESOURCE_KEYS if k in merged}
+        for k in ("episodes_per_agent", "validate_every", "val_episodes", "eval_episodes"):
+            if k not in params:
+                raise _bad(f"envs.{env_id}.{k}", None, "a value here or in defaults (missing key)")
+        for n, (setup, (strategy, n_agents)) in enumerate(setups.items()):
+            for seed in seeds:
+                cell = Cell(env_id, setup, strategy, n_agents, seed, params, resources)
+                cfg = ExperimentConfig(
+                    env_id=env_id, strategy=strategy, n_agents=n_agents, seed=seed, **params
+                )
+                try:
+                    # The environment is checked once per environment (it builds one instance).
+                    cfg.validate(check_env=check_env and n == 0 and seed == seeds[0], check_out_dir=False)
+                except ConfigError as err:
+                    raise ConfigError(f"envs.{env_id} (setup {setup}, seed {seed}): {err}") from None
+                except TypeError as err:  # a value of a type the dataclass cannot take
+                    raise _bad(f"envs.{env_id}", overrides, str(err)) from None
+                grid.cells.append(cell)
+    return grid
