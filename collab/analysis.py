@@ -235,6 +235,13 @@ def paper_long(wide: pd.DataFrame) -> pd.DataFrame:
     return long.rename(columns={"value": "paper"})[["env_id", "env_id_paper", "setup", "paper"]]
 
 
+def run_counts(final: pd.DataFrame) -> pd.DataFrame:
+    """Seeds found per env_id and setup (paper order): env_id, setup, seeds."""
+    check_columns(final, "final.csv")
+    runs = final[RUN_KEYS].drop_duplicates()
+    return _order(runs.groupby(["env_id", "setup"]).size().rename("seeds").reset_index())
+
+
 # --------------------------------------------------------------------------------------------
 # Bootstrap
 
@@ -760,6 +767,9 @@ def relative_improvement(collab: np.ndarray, indep: np.ndarray) -> np.ndarray:
         return (mc - mi) / np.abs(mi)
 
 
+CLAIM_COLUMNS = ["claim", "env_id", "setup", "estimate", "ci_low", "ci_high", "target", "verdict"]
+
+
 def _row(
     claim: str, env: str, setup: str, est: tuple[float, float, float], target: float, **kw: object
 ) -> dict[str, object]:
@@ -914,7 +924,8 @@ def claims(
     c1 = claim_convergence(conv, n_boot=n_boot, seed=seed)
     c2 = claim_reward(final, n_boot=n_boot, seed=seed)
     c3 = claim_variance(curves, n_boot=n_boot, seed=seed)
-    detail = pd.concat([d for d in (c1, c2, c3) if not d.empty], ignore_index=True)
+    parts = [d for d in (c1, c2, c3) if not d.empty]
+    detail = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CLAIM_COLUMNS)
 
     def pick(d: pd.DataFrame, setup: str | None = None, envs: Sequence[str] | None = None) -> pd.DataFrame:
         if d.empty:
@@ -997,7 +1008,7 @@ def synthetic_results(
         "BipedalWalker-v3": (-110, 100),
         "LunarLander-v3": (-200, 200),
         "CarRacing-v3": (-50, 800),
-        "Taxi-v4": (-700, 5),
+        "Taxi-v4": (-700, -20),
     }
     speed = {"independent": 1.0, "sequential": 1.5, "collaborative_2": 1.2}
     speed |= {"collaborative_4": 1.6, "collaborative_8": 2.0}
@@ -1044,7 +1055,9 @@ def synthetic_results(
                                     "seed": seed,
                                     "round": r,
                                     "episode": ep,
-                                    "source": 0,
+                                    "source": (agent + r) % n_run_agents
+                                    if (agent + r) % n_run_agents != agent
+                                    else 0,
                                     "target": agent,
                                     "ucb_source": round(val + 5, 3),
                                     "ucb_target": round(val, 3),

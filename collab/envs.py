@@ -179,15 +179,17 @@ class PopulationEnv:
             import envpool
 
             kw = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
-            self._env = envpool.make(
-                ENVPOOL_IDS.get(env_id, env_id),
-                env_type="gymnasium",
-                num_envs=self.num,
-                seed=self.seeds[0],
-                env_seed=self.seeds,
-                num_threads=1,
-                **kw,
-            )
+            with warnings.catch_warnings():  # envpool's Box spaces warn about float64 bounds
+                warnings.simplefilter("ignore", UserWarning)
+                self._env = envpool.make(
+                    ENVPOOL_IDS.get(env_id, env_id),
+                    env_type="gymnasium",
+                    num_envs=self.num,
+                    seed=self.seeds[0],
+                    env_seed=self.seeds,
+                    num_threads=1,
+                    **kw,
+                )
         else:
             kw = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
             self._env = gym.vector.SyncVectorEnv(

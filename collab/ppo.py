@@ -100,11 +100,13 @@ class BatchedAdam:
         """One Adam step for agents where ``active`` [n] is True, with per-agent ``lr`` [n]."""
         b1, b2 = self.betas
         self.step_count += active.to(torch.float64)
-        bc1 = 1 - b1**self.step_count
-        bc2 = 1 - b2**self.step_count
+        started = self.step_count > 0  # an agent that never stepped has no bias correction yet
+        one = torch.ones_like(self.step_count)
+        bc1 = torch.where(started, 1 - b1**self.step_count, one)
+        bc2 = torch.where(started, 1 - b2**self.step_count, one)
         # per-agent step size lr / bc1 and sqrt(bc2), as torch.optim.Adam (non-capturable path)
         step_size = torch.where(active, lr.to(torch.float64) / bc1, torch.zeros_like(bc1)).float()
-        bc2_sqrt = bc2.clamp(min=1e-300).sqrt().float()
+        bc2_sqrt = bc2.sqrt().float()
         act = active.float()
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
             g = p.grad

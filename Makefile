@@ -1,0 +1,55 @@
+# Two entry points (README): `make smoke` and `make test`. Both create .venv with Python 3.11 and
+# install this package (pinned dependencies from pyproject.toml) into it first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+PROFILE ?= smoke
+SNAKEMAKE_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install smoke reduced paper workflow dryrun test lint clean-smoke help
+
+help:
+	@echo "make smoke    - install into $(VENV), run the smoke workflow (all six envs, tiny budgets)"
+	@echo "make test     - install into $(VENV), ruff check, pytest (+ nbval on the analysis notebooks)"
+	@echo "make workflow PROFILE=reduced|paper CORES=N   - run another profile locally"
+	@echo "make dryrun PROFILE=...                       - list the jobs a profile would run"
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed, got " + sys.version' \
+		|| { echo "Set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+install: $(BIN)/.installed
+
+workflow: install
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile workflow/config/$(PROFILE).yaml $(SNAKEMAKE_ARGS)
+	@echo
+	@echo "Done. Results: data/$(PROFILE)/{curves,final,sharing}.csv (one folder per run in data/$(PROFILE)/runs/)"
+	@echo "      Table 1 and Figures 1-3: figures/$(PROFILE)/"
+	@echo "      Executed notebooks and logs: runs/$(PROFILE)/"
+
+smoke:
+	$(MAKE) workflow PROFILE=smoke
+
+reduced:
+	$(MAKE) workflow PROFILE=reduced
+
+paper:
+	$(MAKE) workflow PROFILE=paper
+
+dryrun: install
+	$(BIN)/snakemake -n --configfile workflow/config/$(PROFILE).yaml $(SNAKEMAKE_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests --nbval notebooks/table1.ipynb notebooks/figures.ipynb
+
+clean-smoke:
+	rm -rf data/smoke figures/smoke runs/smoke

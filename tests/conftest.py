@@ -1,0 +1,56 @@
+"""Shared fixtures: the repository root and a Papermill runner for the notebooks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Train-notebook parameters for runs that take seconds (CartPole, 20-step episodes).
+TINY = {
+    "env_id": "CartPole-v1",
+    "n_agents": 2,
+    "episodes_per_agent": 4,
+    "validate_every": 2,
+    "val_episodes": 1,
+    "eval_episodes": 2,
+    "max_episode_steps": 20,
+}
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+def papermill_args(params: dict) -> list[str]:
+    """``-p NAME VALUE`` options; ``-r`` (raw string) for strings so '1' stays a string."""
+    args: list[str] = []
+    for name, value in params.items():
+        args += ["-r" if isinstance(value, str) else "-p", name, "None" if value is None else str(value)]
+    return args
+
+
+@pytest.fixture
+def papermill(tmp_path: Path):
+    """Run ``notebooks/<name>.ipynb`` with Papermill in ``tmp_path``; returns the CompletedProcess."""
+
+    def run(name: str, params: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+        out_nb = tmp_path / f"{name}.out.ipynb"
+        cmd = [
+            sys.executable,
+            "-m",
+            "papermill",
+            "--no-progress-bar",
+            str(ROOT / "notebooks" / f"{name}.ipynb"),
+        ]
+        cmd += [str(out_nb), *papermill_args(params)]
+        env = {**os.environ, "MPLBACKEND": "Agg"}
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+    return run

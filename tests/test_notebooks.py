@@ -1,0 +1,189 @@
+"""notebooks/train.ipynb and notebooks/explore.ipynb: clean, parameterized, and run through Papermill."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from conftest import TINY
+
+from collab.results import SCHEMA, is_complete_run, read_csv_checked, setup_name
+
+REQUIRED = [
+    "env_id",
+    "strategy",
+    "n_agents",
+    "seed",
+    "episodes_per_agent",
+    "validate_every",
+    "eval_episodes",
+    "c",
+    "lam",
+    "out_dir",
+]
+OPTIONAL = ["val_episodes", "max_episode_steps", "backend"]
+
+
+@pytest.mark.parametrize("name", ["train", "explore"])
+def test_committed_notebook_is_clean(root: Path, name: str) -> None:
+    nb = nbformat.read(root / "notebooks" / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{name}.ipynb cell {i} has outputs"
+            assert cell.execution_count is None, f"{name}.ipynb cell {i} has an execution count"
+        assert "papermill" not in cell.metadata, f"{name}.ipynb cell {i} carries papermill metadata"
+    assert "papermill" not in nb.metadata
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name}.ipynb needs exactly one cell tagged 'parameters'"
+
+
+def test_train_parameters_are_typed_and_commented(root: Path) -> None:
+    params = papermill.inspect_notebook(str(root / "notebooks" / "train.ipynb"))
+    assert list(params) == REQUIRED + OPTIONAL
+    for name, p in params.items():
+        assert p["help"], f"parameter {name} has no comment"
+        assert p["inferred_type_name"] != "None", f"parameter {name} has no type"
+    assert params["c"]["default"] == "1.5"
+    assert params["lam"]["default"] == "1.0"
+    assert params["max_episode_steps"]["default"] == "None"
+    assert params["backend"]["default"] == '"auto"'
+    assert params["strategy"]["default"].strip('"') in ("independent", "sequential", "collaborative")
+
+
+def test_help_notebook_lists_parameters(root: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "papermill", "--help-notebook", str(root / "notebooks" / "train.ipynb")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for name in REQUIRED + OPTIONAL:
+        assert f"  {name}: " in out, f"{name} missing from --help-notebook:\n{out}"
+    assert "UCB exploration constant" in out  # the comments are the help text
+    assert "independent | sequential | collaborative" in out
+
+
+def test_every_parameter_reaches_the_config(papermill, tmp_path: Path) -> None:
+    values = {
+        "env_id": "Acrobot-v1",
+        "strategy": "collaborative",
+        "n_agents": 3,
+        "seed": 7,
+        "episodes_per_agent": 4,
+        "validate_every": 2,
+        "eval_episodes": 3,
+        "c": 2.5,
+        "lam": 1.25,
+        "out_dir": str(tmp_path / "run"),
+        "val_episodes": 2,
+        "max_episode_steps": 15,
+        "backend": "gymnasium",
+    }
+    assert set(values) == set(REQUIRED + OPTIONAL)
+    r = papermill("train", values)
+    assert r.returncode == 0, r.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    for name, value in values.items():
+        assert config[name] == value, f"{name}: notebook got {value!r}, config.json has {config[name]!r}"
+
+
+@pytest.mark.parametrize("strategy", ["independent", "sequential", "collaborative"])
+def test_each_strategy_writes_valid_results(papermill, tmp_path: Path, strategy: str) -> None:
+    out = tmp_path / "run"
+    params = {**TINY, "strategy": strategy, "seed": 1, "out_dir": str(out)}
+    r = papermill("train", params)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert is_complete_run(out)
+    frames = {name: read_csv_checked(out / name) for name in SCHEMA}  # raises on a missing column
+    n = params["n_agents"]
+    for name, df in frames.items():
+        if df.empty:
+            continue
+        assert set(df["env_id"]) == {"CartPole-v1"}, name
+        assert set(df["strategy"]) == {strategy}, name
+        assert set(df["n_agents"]) == {n}, name
+        assert set(df["seed"]) == {1}, name
+        assert set(df["setup"]) == {setup_name(strategy, n)}, name
+    curves, final, sharing = frames["curves.csv"], frames["final.csv"], frames["sharing.csv"]
+    assert not curves.empty
+    assert curves["agent"].nunique() == (1 if strategy == "sequential" else n)
+    assert len(final) == params["eval_episodes"]
+    if strategy != "collaborative":
+        assert sharing.empty
+    # the executed notebook shows the curves (and, when there are share events, their timeline)
+    executed = nbformat.read(tmp_path / "train.out.ipynb", as_version=4)
+    images = [
+        o
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(images) >= 1
+
+
+BAD_INPUT = [
+    ("env_id", "NoSuchEnv-v0"),
+    ("strategy", "greedy"),
+    ("n_agents", 0),
+    ("episodes_per_agent", 0),
+    ("validate_every", -5),
+    ("eval_episodes", 0),
+    ("c", -0.5),
+    ("lam", 0.5),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_INPUT, ids=[n for n, _ in BAD_INPUT])
+def test_bad_input_stops_with_a_clear_message(papermill, tmp_path: Path, name: str, value) -> None:
+    out = tmp_path / "run"
+    r = papermill("train", {**TINY, "strategy": "collaborative", "out_dir": str(out), name: value})
+    assert r.returncode != 0
+    assert f"ConfigError: bad parameter: {name}={value!r} is not allowed" in r.stderr, r.stderr[-3000:]
+    assert not out.exists(), f"files written despite bad input: {list(out.rglob('*'))}"
+    _assert_stopped_at_validation(tmp_path / "train.out.ipynb")
+
+
+def test_unwritable_out_dir_stops_with_a_clear_message(papermill, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder\n")
+    out = blocker / "sub"  # cannot be created, even as root
+    r = papermill("train", {**TINY, "strategy": "independent", "out_dir": str(out)})
+    assert r.returncode != 0
+    assert f"ConfigError: bad parameter: out_dir={str(out)!r} is not allowed" in r.stderr, r.stderr[-3000:]
+    assert blocker.read_text() == "not a folder\n"
+    _assert_stopped_at_validation(tmp_path / "train.out.ipynb")
+
+
+def _assert_stopped_at_validation(executed_path: Path) -> None:
+    """The cell that failed is the validation cell; training never started."""
+    nb = nbformat.read(executed_path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    failed = [c for c in code if any(o.get("output_type") == "error" for o in c.outputs)]
+    assert len(failed) == 1 and "cfg.validate()" in failed[0].source
+    train_cell = next(c for c in code if "run_experiment(cfg" in c.source)
+    assert train_cell.execution_count is None
+
+
+def test_explore_notebook_runs(papermill, tmp_path: Path) -> None:
+    params = {
+        "env_id": "CartPole-v1",
+        "n_agents": 3,
+        "episodes_per_agent": 4,
+        "validate_every": 2,
+        "val_episodes": 1,
+        "eval_episodes": 2,
+        "max_episode_steps": 20,
+        "compare_independent": True,
+        "out_dir": str(tmp_path / "explore"),
+    }
+    r = papermill("explore", params)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert is_complete_run(tmp_path / "explore" / "CartPole-v1" / "collaborative_3" / "seed0")
+    assert is_complete_run(tmp_path / "explore" / "CartPole-v1" / "independent" / "seed0")

@@ -1,0 +1,86 @@
+"""collab.plots runs headless and saves PNG + PDF."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from collab import analysis as A  # noqa: E402
+from collab import plots as P  # noqa: E402
+from collab.results import SCHEMA  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data() -> A.ProfileData:
+    return A.synthetic_results(envs=["Acrobot-v1", "CarRacing-v3"], seeds=[0, 1], rounds=4)
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def test_figures_return_figures_and_save(data, tmp_path):
+    lc = A.learning_curves(data.curves, n_boot=100)
+    conv = A.episodes_to_threshold(data.curves)
+    summ = A.convergence_summary(conv, n_boot=100)
+    var = A.performance_variance(data.curves, n_boot=100)
+    tl = A.share_timeline(data.sharing)
+    figs = {
+        "f1": P.plot_figure1(lc),
+        "f1grid": P.plot_figure1_grid(lc),
+        "f2": P.plot_convergence(conv, summ),
+        "f3": P.plot_variance(var),
+        "share": P.plot_share_timelines(tl),
+    }
+    for name, fig in figs.items():
+        assert isinstance(fig, Figure)
+        paths = P.save_figure(fig, name, tmp_path / "figs")
+        assert [p.suffix for p in paths] == [".png", ".pdf"]
+        assert all(p.stat().st_size > 0 for p in paths)
+    assert (tmp_path / "figs" / "f2.pdf").read_bytes().startswith(b"%PDF")
+    assert not list((tmp_path / "figs").glob("*.tmp"))
+
+
+def test_convergence_plot_shows_not_reached():
+    conv = pd.DataFrame(
+        {
+            "env_id": ["Acrobot-v1"] * 2,
+            "setup": ["independent", "collaborative_8"],
+            "seed": [0, 0],
+            "threshold": [-100.0] * 2,
+            "episodes": [float("nan"), 300.0],
+            "reached": [False, True],
+            "budget": [500.0, 500.0],
+        }
+    )
+    fig = P.plot_convergence(conv, A.convergence_summary(conv, n_boot=50))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "not\nreached" in texts and "0/1" in texts and "1/1" in texts
+
+
+def test_single_run_plots(data):
+    run = data.curves.query("env_id == 'Acrobot-v1' and setup == 'collaborative_4' and seed == 0")
+    fig = P.plot_learning_curves(run)
+    assert len(fig.axes[0].lines) == 8  # 4 agents x (val, train)
+    shares = data.sharing.query("env_id == 'Acrobot-v1' and setup == 'collaborative_4' and seed == 0")
+    fig = P.plot_share_timeline(shares)
+    assert fig.axes[0].get_ylim() == (-0.5, 3.5)
+    _, ax = plt.subplots()
+    assert P.plot_share_timeline(shares, n_agents=4, ax=ax) is ax.figure
+
+
+def test_share_timeline_empty_frame(tmp_path):
+    fig = P.plot_share_timeline(pd.DataFrame(columns=SCHEMA["sharing.csv"]), n_agents=2)
+    assert "no parameter shares" in [t.get_text() for t in fig.axes[0].texts]
+    fig = P.plot_share_timeline(pd.DataFrame(columns=SCHEMA["sharing.csv"]))
+    P.save_figure(fig, "empty", tmp_path)
+    fig = P.plot_learning_curves(pd.DataFrame(columns=SCHEMA["curves.csv"]))
+    assert isinstance(fig, Figure)

@@ -1,0 +1,110 @@
+"""The three strategies end to end on a cheap environment; budgets; determinism; bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from collab import ConfigError, ExperimentConfig, run_experiment
+from collab.results import SCHEMA, VOLATILE_COLUMNS, read_csv_checked
+
+BASE = {
+    "env_id": "CartPole-v1",
+    "n_agents": 3,
+    "episodes_per_agent": 10,
+    "validate_every": 4,
+    "val_episodes": 2,
+    "eval_episodes": 3,
+    "max_episode_steps": 40,
+}
+
+
+@pytest.mark.parametrize("strategy", ["independent", "sequential", "collaborative"])
+def test_strategy_end_to_end(strategy, tmp_path):
+    out = tmp_path / strategy
+    run_experiment(ExperimentConfig(strategy=strategy, out_dir=str(out), **BASE), progress=False)
+    curves = read_csv_checked(out / "curves.csv")
+    final = read_csv_checked(out / "final.csv")
+    sharing = read_csv_checked(out / "sharing.csv")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["strategy"] == strategy and cfg["ppo"]["learning_rate"] == 5e-4
+    n_pop = 1 if strategy == "sequential" else 3
+    budget = 30 if strategy == "sequential" else 10
+    # rounds of 4 episodes, the last one shorter: every agent ends with exactly its budget
+    assert sorted(curves["agent"].unique()) == list(range(n_pop))
+    last = curves.groupby("agent")["episode"].max()
+    assert (last == budget).all()
+    assert curves.groupby("agent")["episode"].apply(list).iloc[0][:3] == [4, 8, 12 if budget > 12 else 10]
+    assert len(final) == 3 and final["selected_agent"].nunique() == 1
+    # the selected checkpoint is the best validation return of the run
+    assert final["selected_val_return"].iloc[0] == curves["val_return"].max()
+    if strategy != "collaborative":
+        assert sharing.empty and (curves["copied_from"] == -1).all()
+    else:
+        for _, row in sharing.iterrows():
+            hit = curves[(curves["round"] == row["round"]) & (curves["agent"] == row["target"])]
+            assert hit["copied_from"].item() == row["source"]
+            assert row["ucb_source"] > row["ucb_target"]
+
+
+def test_same_config_same_csvs(tmp_path):
+    frames = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        cfg = ExperimentConfig(strategy="collaborative", seed=5, out_dir=str(out), **BASE)
+        run_experiment(cfg, progress=False)
+        frames.append({f: pd.read_csv(out / f).drop(columns=VOLATILE_COLUMNS, errors="ignore") for f in SCHEMA})
+    for f in SCHEMA:
+        pd.testing.assert_frame_equal(frames[0][f], frames[1][f])
+    other = tmp_path / "c"
+    run_experiment(ExperimentConfig(strategy="collaborative", seed=6, out_dir=str(other), **BASE), progress=False)
+    assert not np.array_equal(pd.read_csv(other / "curves.csv")["val_return"], frames[0]["curves.csv"]["val_return"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("env_id", "NoSuchEnv-v0", "env_id='NoSuchEnv-v0'"),
+        ("strategy", "greedy", "strategy='greedy'"),
+        ("n_agents", 0, "n_agents=0"),
+        ("episodes_per_agent", 0, "episodes_per_agent=0"),
+        ("validate_every", -1, "validate_every=-1"),
+        ("eval_episodes", 0, "eval_episodes=0"),
+        ("c", -1.0, "c=-1.0"),
+        ("lam", 0.9, "lam=0.9"),
+    ],
+)
+def test_bad_input_one_clear_error_and_nothing_written(field, value, needle, tmp_path):
+    out = tmp_path / "out"
+    cfg = ExperimentConfig(**{**BASE, "strategy": "collaborative", "out_dir": str(out), field: value})
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")) as e:
+        run_experiment(cfg, progress=False)
+    assert "not allowed" in str(e.value)
+    assert not out.exists()
+
+
+def test_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="out_dir"):
+        run_experiment(ExperimentConfig(out_dir=str(blocker / "sub"), **BASE), progress=False)
+
+
+def test_any_gymnasium_env_works_with_defaults(tmp_path):
+    # MountainCarContinuous: not one of the six; Box actions, default hyperparameters
+    cfg = ExperimentConfig(
+        env_id="MountainCarContinuous-v0",
+        strategy="collaborative",
+        n_agents=2,
+        episodes_per_agent=4,
+        validate_every=4,
+        val_episodes=1,
+        eval_episodes=1,
+        max_episode_steps=30,
+        out_dir=str(tmp_path / "mc"),
+    )
+    res = run_experiment(cfg, progress=False)
+    assert len(res.curves) == 2 and len(res.final) == 1
