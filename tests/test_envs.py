@@ -1,0 +1,96 @@
+"""Population environments: both backends give the same layout and next-step autoreset semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from collab.config import ENV_PPO, PAPER_ENVS, ConfigError
+from collab.envs import PopulationEnv, check_env_id, derive_seed, resolve_backend
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _zeros(env: PopulationEnv) -> torch.Tensor:
+    s = env.spec
+    return torch.zeros(env.n, env.m, dtype=torch.long) if s.discrete else torch.zeros(env.n, env.m, s.action_dim)
+
+
+@pytest.mark.parametrize("env_id", PAPER_ENVS)
+def test_backends_same_layout_and_autoreset(env_id):
+    if resolve_backend(env_id) != "envpool":
+        pytest.skip("envpool not installed")
+    ppo = ENV_PPO[env_id]
+    kw = {"frame_skip": ppo.frame_skip, "frame_stack": ppo.frame_stack, "max_episode_steps": 4 * ppo.frame_skip}
+    layouts = []
+    for backend in ("envpool", "gymnasium"):
+        env = PopulationEnv(env_id, 2, 3, seed=1, backend=backend, **kw)
+        obs0 = env.reset()
+        ends, rows = [], []
+        for _ in range(6):
+            obs, r, te, tr, ep = env.step(_zeros(env))
+            ends.append(bool((te | tr).all()))
+            rows.append((tuple(obs.shape), obs.dtype, r.shape, r.dtype, te.dtype, ep.shape))
+        env.close()
+        layouts.append((tuple(obs0.shape), obs0.dtype, rows, ends))
+        # truncated after 4 decisions everywhere (no env of these terminates that fast with zero actions
+        # except Taxi, which cannot end in 4 steps either); the 5th step is the reset step
+        assert ends == [False, False, False, True, False, False], (backend, ends)
+    assert layouts[0] == layouts[1]
+
+
+def test_episode_return_counts_every_frame_and_resets():
+    env = PopulationEnv("Acrobot-v1", 1, 2, seed=0, max_episode_steps=5)
+    env.reset()
+    got = []
+    for _ in range(12):
+        _, r, te, tr, ep = env.step(_zeros(env))
+        got.append(ep[0, 0])
+    env.close()
+    # -1 per step for 5 steps; step 6 is the reset; the next episode ends at step 11
+    assert got[4] == -5.0 and np.isnan(got[5]) and got[10] == -5.0
+    assert np.isnan([g for i, g in enumerate(got) if i not in (4, 10)]).all()
+
+
+def test_frame_skip_sums_rewards_and_keeps_final_obs():
+    a = PopulationEnv("Pendulum-v1", 1, 1, seed=3, backend="gymnasium")
+    b = PopulationEnv("Pendulum-v1", 1, 1, seed=3, backend="gymnasium", frame_skip=2)
+    a.reset(), b.reset()
+    act = torch.full((1, 1, 1), 0.5)
+    _, r1, *_ = a.step(act)
+    oa, r2, *_ = a.step(act)
+    ob, rb, *_ = b.step(act)
+    assert rb[0, 0] == pytest.approx(r1[0, 0] + r2[0, 0], rel=1e-5)
+    assert torch.allclose(oa, ob)
+
+
+def test_taxi_is_one_hot_and_carracing_is_stacked_gray():
+    t = PopulationEnv("Taxi-v4", 1, 2, seed=0)
+    obs = t.reset()
+    assert obs.shape == (1, 2, 500) and (obs.sum(-1) == 1).all()
+    t.close()
+    c = PopulationEnv("CarRacing-v3", 1, 1, seed=0, frame_skip=2, frame_stack=2, image_size=64)
+    o0 = c.reset()
+    assert o0.shape == (1, 1, 2, 64, 64) and o0.dtype == torch.uint8
+    assert torch.equal(o0[0, 0, 0], o0[0, 0, 1])  # a fresh episode repeats its first frame
+    o1, *_ = c.step(torch.zeros(1, 1, 3))
+    assert torch.equal(o1[0, 0, 0], o0[0, 0, 1])  # the stack shifts by one frame
+    c.close()
+
+
+def test_seeds_depend_on_seed_purpose_and_indices_only():
+    assert derive_seed(1, "train", 0, 0) == derive_seed(1, "train", 0, 0)
+    assert len({derive_seed(1, "train", a, j) for a in range(4) for j in range(4)}) == 16
+    assert derive_seed(1, "train", 0, 0) != derive_seed(1, "val", 0, 0) != derive_seed(2, "train", 0, 0)
+    v = PopulationEnv("Acrobot-v1", 3, 2, seed=0, purpose="val", shared_seeds=True)
+    obs = v.reset()
+    assert torch.equal(obs[0], obs[1]) and torch.equal(obs[0], obs[2])  # every agent meets the same episodes
+    v.close()
+
+
+def test_unknown_env_id_and_unsupported_spaces():
+    with pytest.raises(ConfigError, match="env_id='Nope-v0' is not allowed"):
+        check_env_id("Nope-v0")
+    with pytest.raises(ConfigError, match="not Box or Discrete"):
+        check_env_id("Blackjack-v1")  # Tuple observation space

@@ -1,0 +1,217 @@
+"""workflow/Snakefile: the grid each profile lists, early config errors, resuming after an interruption."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from collab.config import PAPER_ENVS, ConfigError
+from collab.results import RESULT_FILES, is_complete_run, read_csv_checked
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+from grid import WorkflowConfigError, load_grid  # noqa: E402
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
+SETUPS = {"independent", "sequential", "collaborative_2", "collaborative_4", "collaborative_8"}
+EXPECTED = {  # profile -> (seeds, episodes_per_agent of the paper profile's defaults or None)
+    "smoke": 2,
+    "reduced": 5,
+    "paper": 5,
+}
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table Snakemake prints (dry run or real run)."""
+    table = output.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("profile", ["smoke", "reduced", "paper"])
+def test_dry_run_lists_the_grid(tmp_path: Path, profile: str) -> None:
+    configfile = ROOT / "workflow" / "config" / f"{profile}.yaml"
+    r = snakemake(tmp_path, "-n", "--configfile", str(configfile))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    n_seeds = EXPECTED[profile]
+    counts = job_counts(out)
+    assert counts["train"] == len(PAPER_ENVS) * len(SETUPS) * n_seeds
+    assert counts["aggregate"] == 1 and counts["analysis"] == 2
+    runs = set(re.findall(rf"data/{profile}/runs/([\w.-]+)/(\w+)/seed(\d+)/config\.json", out))
+    expected = {(e, s, str(k)) for e in PAPER_ENVS for s in SETUPS for k in range(n_seeds)}
+    assert runs == expected
+    assert f"runs/{profile}/notebooks/table1.ipynb" in out
+    assert f"runs/{profile}/notebooks/figures.ipynb" in out
+
+
+def test_profile_budgets() -> None:
+    paper = load_grid(yaml.safe_load((ROOT / "workflow/config/paper.yaml").read_text()), check_env=False)
+    for cell in paper.cells:
+        assert cell.params["episodes_per_agent"] == 5000
+        assert cell.params["validate_every"] == 100
+        assert cell.params["eval_episodes"] == 10
+        assert cell.params["c"] == 1.5 and cell.params["lam"] == 1.0
+    smoke = load_grid(yaml.safe_load((ROOT / "workflow/config/smoke.yaml").read_text()), check_env=False)
+    for env in ("CarRacing-v3", "BipedalWalker-v3", "LunarLander-v3"):
+        cell = next(c for c in smoke.cells if c.env_id == env)
+        assert cell.params["max_episode_steps"] is not None, env
+    reduced_text = (ROOT / "workflow/config/reduced.yaml").read_text()
+    assert "provisional" in reduced_text.lower()
+
+
+def _base_config() -> dict:
+    return yaml.safe_load((ROOT / "workflow/config/smoke.yaml").read_text())
+
+
+BAD_CONFIGS = [
+    # (change to the smoke config, error type, text the message must contain)
+    (lambda c: c["envs"].update({"NoSuchEnv-v0": {}}), ConfigError, "env_id='NoSuchEnv-v0' is not allowed"),
+    (lambda c: c["setups"].append({"strategy": "greedy", "n_agents": 2}), ConfigError, "strategy='greedy'"),
+    (lambda c: c["setups"].append({"strategy": "collaborative", "n_agents": 0}), ConfigError, "n_agents=0"),
+    (lambda c: c["defaults"].update(episodes_per_agent=0), ConfigError, "episodes_per_agent=0"),
+    (lambda c: c["envs"].update({"Acrobot-v1": {"validate_every": -1}}), ConfigError, "validate_every=-1"),
+    (lambda c: c["defaults"].update(eval_episodes=0), ConfigError, "eval_episodes=0"),
+    (lambda c: c["defaults"].update(c=-1.0), ConfigError, "c=-1.0"),
+    (lambda c: c["defaults"].update(lam=0.5), ConfigError, "lam=0.5"),
+    (lambda c: c["defaults"].update(max_episode_steps=0), ConfigError, "max_episode_steps=0"),
+    (lambda c: c["defaults"].update(episodes=3), WorkflowConfigError, "defaults keys=['episodes']"),
+    (lambda c: c.update(seeds=[0, -1]), WorkflowConfigError, "seeds=[0, -1]"),
+    (lambda c: c.update(seeds=[]), WorkflowConfigError, "seeds=[]"),
+    (lambda c: c.pop("envs"), WorkflowConfigError, "envs=None"),
+    (lambda c: c.update(colour="red"), WorkflowConfigError, "config keys=['colour']"),
+]
+
+
+@pytest.mark.parametrize(("change", "error", "message"), BAD_CONFIGS, ids=[m for _, _, m in BAD_CONFIGS])
+def test_bad_workflow_config_is_rejected(change, error, message: str) -> None:
+    config = _base_config()
+    change(config)
+    with pytest.raises(error, match=re.escape(message)) as info:
+        load_grid(config, source="my.yaml")
+    assert str(info.value).startswith("my.yaml: ")
+    assert "is not allowed" in str(info.value)
+
+
+def test_bad_config_stops_snakemake_before_any_job(tmp_path: Path) -> None:
+    config = _base_config()
+    config["envs"]["Taxi-v9"] = {}
+    configfile = write_config(tmp_path / "bad.yaml", config)
+    r = snakemake(tmp_path, "--cores", "1", "--configfile", str(configfile))
+    assert r.returncode != 0
+    assert f"{configfile}: envs.Taxi-v9" in r.stderr
+    assert "env_id='Taxi-v9' is not allowed" in r.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+TINY_WORKFLOW = {
+    "profile": "tiny",
+    "seeds": [0, 1],
+    "setups": [{"strategy": "independent", "n_agents": 2}, {"strategy": "collaborative", "n_agents": 2}],
+    "defaults": {
+        "episodes_per_agent": 4,
+        "validate_every": 2,
+        "val_episodes": 1,
+        "eval_episodes": 2,
+        "max_episode_steps": 20,
+    },
+    "envs": {"CartPole-v1": {}},
+}
+CELLS = [("independent", 0), ("independent", 1), ("collaborative_2", 0), ("collaborative_2", 1)]
+
+
+def _run_dir(workdir: Path, setup: str, seed: int) -> Path:
+    return workdir / "data" / "tiny" / "runs" / "CartPole-v1" / setup / f"seed{seed}"
+
+
+def _mtimes(d: Path) -> dict[str, int]:
+    return {f: (d / f).stat().st_mtime_ns for f in RESULT_FILES}
+
+
+def test_workflow_runs_and_resumes_without_recomputing(tmp_path: Path) -> None:
+    configfile = write_config(tmp_path / "tiny.yaml", TINY_WORKFLOW)
+    args = ["grid", "--cores", "2", "--rerun-incomplete", "--configfile", str(configfile)]
+    r = snakemake(tmp_path, *args)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert job_counts(r.stderr + r.stdout)["train"] == 4
+    for setup, seed in CELLS:
+        assert is_complete_run(_run_dir(tmp_path, setup, seed))
+        assert (
+            tmp_path / "runs" / "tiny" / "notebooks" / "train" / "CartPole-v1" / setup / f"seed{seed}.ipynb"
+        ).is_file()
+    final = read_csv_checked(tmp_path / "data" / "tiny" / "final.csv")
+    assert set(zip(final["setup"], final["seed"], strict=True)) == set(CELLS)
+
+    # An interrupted run: one cell never finished (no config.json), another was never started.
+    half = _run_dir(tmp_path, "collaborative_2", 1)
+    (half / "config.json").unlink()
+    for f in RESULT_FILES:
+        (_run_dir(tmp_path, "independent", 1) / f).unlink()
+    kept = {cell: _mtimes(_run_dir(tmp_path, *cell)) for cell in [("independent", 0), ("collaborative_2", 0)]}
+
+    r = snakemake(tmp_path, *args)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert job_counts(r.stderr + r.stdout)["train"] == 2  # only the two missing cells
+    for cell, mtimes in kept.items():
+        assert _mtimes(_run_dir(tmp_path, *cell)) == mtimes, f"finished cell {cell} was recomputed"
+    for setup, seed in CELLS:
+        assert is_complete_run(_run_dir(tmp_path, setup, seed))
+
+    r = snakemake(tmp_path, "-n", *args)  # nothing left to do
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_killed_workflow_resumes(tmp_path: Path) -> None:
+    """Ctrl-C in the middle of the grid, then the same command with --rerun-incomplete."""
+    configfile = write_config(tmp_path / "tiny.yaml", TINY_WORKFLOW)
+    args = ["grid", "--cores", "1", "--rerun-incomplete", "--configfile", str(configfile)]
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--directory", str(tmp_path), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    done: list[tuple[str, int]] = []
+    while time.monotonic() < deadline and not done:
+        done = [c for c in CELLS if is_complete_run(_run_dir(tmp_path, *c))]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    proc.wait(timeout=120)
+    assert done, "no cell finished"
+    done = [c for c in CELLS if is_complete_run(_run_dir(tmp_path, *c))]
+    assert len(done) < len(CELLS), "the whole grid finished before the interrupt"
+    kept = {cell: _mtimes(_run_dir(tmp_path, *cell)) for cell in done}
+
+    r = snakemake(tmp_path, *args)
+    assert r.returncode == 0, r.stderr[-4000:]
+    for cell in CELLS:
+        assert is_complete_run(_run_dir(tmp_path, *cell))
+    recomputed = [cell for cell, m in kept.items() if _mtimes(_run_dir(tmp_path, *cell)) != m]
+    # a cell that finished its files but whose job Snakemake had not yet recorded as done is rerun
+    assert len(recomputed) <= 1, f"finished cells recomputed: {recomputed}"
+    assert job_counts(r.stderr + r.stdout)["train"] <= len(CELLS) - len(done) + 1
