@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 PROFILE ?= smoke
-SNAKEMAKE_ARGS ?=
+SNAKEMAKE_ARGS ?= --quiet rules
 PYTEST_ARGS ?=
 
 .PHONY: install smoke reduced paper workflow dryrun test lint clean-smoke help
@@ -19,7 +19,7 @@ help:
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed, got " + sys.version' \
 		|| { echo "Set PYTHON=/path/to/python3.11"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -e .
 	touch $@
 
@@ -42,7 +42,7 @@ paper:
 	$(MAKE) workflow PROFILE=paper
 
 dryrun: install
-	$(BIN)/snakemake -n --configfile workflow/config/$(PROFILE).yaml $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake -n --configfile workflow/config/$(PROFILE).yaml
 
 lint: install
 	$(BIN)/ruff check .

@@ -57,7 +57,7 @@ class PopulationConv2d(nn.Module):
         """x: [B, n*in, H, W] (agent-major channels) -> [B, n*out, H', W']."""
         n, c_out, c_in, k, _ = self.weight.shape
         return nn.functional.conv2d(
-            x, self.weight.view(n * c_out, c_in, k, k), self.bias.view(-1), stride=self.stride, groups=n
+            x, self.weight.reshape(n * c_out, c_in, k, k), self.bias.reshape(-1), stride=self.stride, groups=n
         )
 
 
@@ -65,11 +65,18 @@ class PopulationMLP(nn.Module):
     """A tanh MLP per agent: in -> hidden -> hidden -> out."""
 
     def __init__(
-        self, n: int, d_in: int, hidden: int, d_out: int, out_gain: float, gens: list[torch.Generator]
+        self,
+        n: int,
+        d_in: int,
+        hidden: int,
+        d_out: int,
+        out_gain: float,
+        gens: list[torch.Generator],
+        in_gain: float = math.sqrt(2),
     ) -> None:
         super().__init__()
         g = math.sqrt(2)
-        self.l1 = PopulationLinear(n, d_in, hidden, g, gens)
+        self.l1 = PopulationLinear(n, d_in, hidden, in_gain, gens)
         self.l2 = PopulationLinear(n, hidden, hidden, g, gens)
         self.l3 = PopulationLinear(n, hidden, d_out, out_gain, gens)
 
@@ -123,8 +130,12 @@ class PopulationActorCritic(nn.Module):
         else:
             self.trunk = None
             d = spec.obs_shape[0]
-            self.actor = PopulationMLP(n, d, hidden, a, 0.01, gens)
-            self.critic = PopulationMLP(n, d, hidden, 1, 1.0, gens)
+            # One-hot inputs select one column of the first layer; an orthogonal [hidden, d] matrix
+            # with d >> hidden has columns of norm ~sqrt(hidden/d), which makes all states look
+            # alike at init. Scale the gain so every state's column has norm ~sqrt(2) (an embedding).
+            g_in = math.sqrt(2) * max(1.0, math.sqrt(d / hidden)) if spec.obs_kind == "onehot" else math.sqrt(2)
+            self.actor = PopulationMLP(n, d, hidden, a, 0.01, gens, g_in)
+            self.critic = PopulationMLP(n, d, hidden, 1, 1.0, gens, g_in)
         if not spec.discrete:
             self.log_std = nn.Parameter(torch.full((n, 1, a), float(log_std_init)))
 

@@ -79,25 +79,43 @@ class RunningMeanStd:
         self.count = torch.where(cnt > 0, tot, self.count)
 
 
+def flatten_parameters(module: torch.nn.Module, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-home every parameter of ``module`` (agent axis first) into one flat buffer ``[n, P]``.
+
+    Parameters and their gradients become views into ``flat`` and ``flat_grad``, so the optimiser,
+    per-agent gradient clipping and sharing each touch one tensor instead of one per layer.
+    Autograd accumulates into the existing ``.grad`` views in place; zero ``flat_grad`` between steps.
+    """
+    params = list(module.parameters())
+    sizes = [p[0].numel() for p in params]
+    flat = torch.zeros(n, sum(sizes), device=params[0].device)
+    flat_grad = torch.zeros_like(flat)
+    off = 0
+    for p, size in zip(params, sizes, strict=True):
+        flat[:, off : off + size] = p.data.reshape(n, size)
+        p.data = flat[:, off : off + size].view(p.shape)
+        p.grad = flat_grad[:, off : off + size].view(p.shape)
+        off += size
+    return flat, flat_grad
+
+
 class BatchedAdam:
-    """Adam over stacked parameters with per-agent step counts, learning rates and an active mask.
+    """Adam over a flat parameter buffer ``[n, P]`` with per-agent step counts, learning rates and mask.
 
     Matches ``torch.optim.Adam`` for each agent (tested), but an agent whose mask is False in a
     step is left exactly unchanged (torch's Adam would still move it by its momentum).
     """
 
-    def __init__(
-        self, params: list[torch.nn.Parameter], n: int, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5
-    ) -> None:
+    def __init__(self, params: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5) -> None:
         self.params = params
         self.betas, self.eps = betas, eps
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
-        self.step_count = torch.zeros(n, dtype=torch.float64)
+        self.exp_avg = torch.zeros_like(params)
+        self.exp_avg_sq = torch.zeros_like(params)
+        self.step_count = torch.zeros(params.shape[0], dtype=torch.float64)
 
     @torch.no_grad()
-    def step(self, lr: torch.Tensor, active: torch.Tensor) -> None:
-        """One Adam step for agents where ``active`` [n] is True, with per-agent ``lr`` [n]."""
+    def step(self, grad: torch.Tensor, lr: torch.Tensor, active: torch.Tensor) -> None:
+        """One Adam step with ``grad`` [n, P] for agents where ``active`` [n] is True, per-agent ``lr``."""
         b1, b2 = self.betas
         self.step_count += active.to(torch.float64)
         started = self.step_count > 0  # an agent that never stepped has no bias correction yet
@@ -105,27 +123,18 @@ class BatchedAdam:
         bc1 = torch.where(started, 1 - b1**self.step_count, one)
         bc2 = torch.where(started, 1 - b2**self.step_count, one)
         # per-agent step size lr / bc1 and sqrt(bc2), as torch.optim.Adam (non-capturable path)
-        step_size = torch.where(active, lr.to(torch.float64) / bc1, torch.zeros_like(bc1)).float()
-        bc2_sqrt = bc2.sqrt().float()
-        act = active.float()
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
-            g = p.grad
-            if g is None:
-                continue
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            a = act.view(shape)
-            # inactive agents: m and v unchanged (interpolate with weight 0)
-            m.lerp_(g, (1 - b1) * a)
-            v.mul_(1 - (1 - b2) * a).addcmul_(g * a, g, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
-            p.sub_(step_size.view(shape) * m / denom)
+        step_size = torch.where(active, lr.to(torch.float64) / bc1, torch.zeros_like(bc1)).float()[:, None]
+        bc2_sqrt = bc2.sqrt().float()[:, None]
+        a = active.float()[:, None]
+        m, v = self.exp_avg, self.exp_avg_sq
+        m.lerp_(grad, (1 - b1) * a)  # inactive agents: weight 0, m unchanged
+        v.mul_(1 - (1 - b2) * a).addcmul_(grad * a, grad, value=1 - b2)
+        denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+        self.params.sub_(step_size * m / denom)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Optimiser state with the agent axis first."""
-        d = {f"adam.m{i}": t for i, t in enumerate(self.exp_avg)}
-        d.update({f"adam.v{i}": t for i, t in enumerate(self.exp_avg_sq)})
-        d["adam.step"] = self.step_count
-        return d
+        return {"adam.m": self.exp_avg, "adam.v": self.exp_avg_sq, "adam.step": self.step_count}
 
 
 @dataclass
@@ -152,10 +161,8 @@ class PopulationPPO:
         self.device = torch.device(device)
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
         self.net = PopulationActorCritic(spec, self.n, self.gens, cfg.hidden, cfg.log_std_init).to(self.device)
-        self.params = list(self.net.parameters())
-        self.opt = BatchedAdam(self.params, self.n)
-        self.opt.exp_avg = [t.to(self.device) for t in self.opt.exp_avg]
-        self.opt.exp_avg_sq = [t.to(self.device) for t in self.opt.exp_avg_sq]
+        self.flat, self.flat_grad = flatten_parameters(self.net, self.n)
+        self.opt = BatchedAdam(self.flat)
         self.obs_rms = RunningMeanStd(self.n, spec.obs_shape) if cfg.norm_obs else None
         self.ret_rms = RunningMeanStd(self.n) if cfg.norm_reward else None
         self.lr = torch.full((self.n,), cfg.learning_rate)
@@ -166,8 +173,7 @@ class PopulationPPO:
     # -- agent state -----------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Every tensor that makes up an agent (leading axis = agent); sharing copies exactly these."""
-        d = {f"net.{k}": p.data for k, p in self.net.named_parameters()}
-        d.update(self.opt.state_tensors())
+        d = {"params": self.flat, **self.opt.state_tensors()}
         for name, rms in (("obs_rms", self.obs_rms), ("ret_rms", self.ret_rms)):
             if rms is not None:
                 d.update({f"{name}.mean": rms.mean, f"{name}.var": rms.var, f"{name}.count": rms.count})
@@ -377,11 +383,10 @@ class PopulationPPO:
                 pg = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
                 v_loss = 0.5 * (newv - b_ret[rows, idx]) ** 2
                 per_agent = ((pg - cfg.ent_coef * ent + cfg.vf_coef * v_loss) * w).sum(1) / c
-                for p in self.params:
-                    p.grad = None
+                self.flat_grad.zero_()
                 per_agent.sum().backward()
                 self._clip_grads()
-                self.opt.step(self.lr, active)
+                self.opt.step(self.flat_grad, self.lr, active)
                 with torch.no_grad():
                     diag["approx_kl"] = ((((ratio - 1) - logratio) * w).sum(1) / c).cpu().numpy()
                     clipped = ((ratio - 1).abs() > cfg.clip_coef).float()
@@ -391,14 +396,8 @@ class PopulationPPO:
     @torch.no_grad()
     def _clip_grads(self) -> None:
         """Scale each agent's gradient so its global norm is at most ``max_grad_norm`` (as torch's clip)."""
-        sq = torch.zeros(self.n, device=self.device)
-        for p in self.params:
-            if p.grad is not None:
-                sq += p.grad.reshape(self.n, -1).pow(2).sum(1)
-        coef = (self.cfg.max_grad_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
-        for p in self.params:
-            if p.grad is not None:
-                p.grad.mul_(coef.view(-1, *([1] * (p.dim() - 1))))
+        norm = self.flat_grad.norm(dim=1, keepdim=True)
+        self.flat_grad.mul_((self.cfg.max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
 
 
 @torch.no_grad()

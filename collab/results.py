@@ -145,3 +145,14 @@ def aggregate_runs(run_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
         frames = [f for f in frames if not f.empty]
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCHEMA[name])
         atomic_write_csv(Path(out_dir) / name, df)
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".1f") -> str:
+    """A DataFrame as a GitHub Markdown table (no extra dependency)."""
+
+    def cell(v: Any) -> str:
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

@@ -50,7 +50,7 @@ def papermill(tmp_path: Path):
             str(ROOT / "notebooks" / f"{name}.ipynb"),
         ]
         cmd += [str(out_nb), *papermill_args(params)]
-        env = {**os.environ, "MPLBACKEND": "Agg"}
+        env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
         return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
 
     return run

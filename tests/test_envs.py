@@ -14,7 +14,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 def _zeros(env: PopulationEnv) -> torch.Tensor:
     s = env.spec
-    return torch.zeros(env.n, env.m, dtype=torch.long) if s.discrete else torch.zeros(env.n, env.m, s.action_dim)
+    return (
+        torch.zeros(env.n, env.m, dtype=torch.long) if s.discrete else torch.zeros(env.n, env.m, s.action_dim)
+    )
 
 
 @pytest.mark.parametrize("env_id", PAPER_ENVS)
@@ -22,7 +24,11 @@ def test_backends_same_layout_and_autoreset(env_id):
     if resolve_backend(env_id) != "envpool":
         pytest.skip("envpool not installed")
     ppo = ENV_PPO[env_id]
-    kw = {"frame_skip": ppo.frame_skip, "frame_stack": ppo.frame_stack, "max_episode_steps": 4 * ppo.frame_skip}
+    kw = {
+        "frame_skip": ppo.frame_skip,
+        "frame_stack": ppo.frame_stack,
+        "max_episode_steps": 4 * ppo.frame_skip,
+    }
     layouts = []
     for backend in ("envpool", "gymnasium"):
         env = PopulationEnv(env_id, 2, 3, seed=1, backend=backend, **kw)

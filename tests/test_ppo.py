@@ -88,23 +88,36 @@ def test_running_mean_std_matches_numpy_and_respects_mask():
 
 def test_batched_adam_matches_torch_adam_and_freezes_inactive():
     gen = torch.Generator().manual_seed(1)
-    w = nn.Parameter(torch.randn(3, 4, 2, generator=gen))
-    ref = [nn.Parameter(w.data[a].clone()) for a in range(3)]
-    opt = BatchedAdam([w], 3)
+    w = torch.randn(3, 8, generator=gen)
+    ref = [nn.Parameter(w[a].clone()) for a in range(3)]
+    opt = BatchedAdam(w)
     ref_opts = [torch.optim.Adam([p], lr=0.01 * (a + 1), eps=1e-5) for a, p in enumerate(ref)]
     lr = torch.tensor([0.01, 0.02, 0.03])
     for step in range(5):
-        g = torch.randn(3, 4, 2, generator=gen)
-        w.grad = g.clone()
+        g = torch.randn(3, 8, generator=gen)
         active = torch.tensor([True, step % 2 == 0, True])
-        opt.step(lr, active)
+        opt.step(g, lr, active)
         for a in range(3):
             if active[a]:
                 ref[a].grad = g[a].clone()
                 ref_opts[a].step()
     for a in range(3):
-        assert torch.allclose(w.data[a], ref[a].data, atol=1e-6), a
+        assert torch.allclose(w[a], ref[a].data, atol=1e-6), a
     assert opt.step_count.tolist() == [5, 3, 5]
+
+
+def test_flat_parameters_are_views_and_gradients_accumulate_into_them():
+    spec = SPECS["continuous"]
+    pop = PopulationPPO(spec, PPOConfig(hidden=8), [1, 2])
+    with torch.no_grad():
+        pop.flat.add_(1.0)
+    assert pop.net.log_std.data.eq(1.0).all()  # log_std starts at 0; it is a view into flat
+    pop.flat_grad.zero_()
+    out, v = pop.net(torch.randn(2, 5, 5))
+    (out.sum() + v.sum()).backward()
+    assert (
+        pop.flat_grad.abs().sum() > 0 and pop.net.actor.l1.weight.grad.data_ptr() >= pop.flat_grad.data_ptr()
+    )
 
 
 def _random_rollout(spec: EnvSpec, n: int, T: int = 16, m: int = 2, seed: int = 0):
@@ -131,7 +144,9 @@ SPECS = {
 @pytest.mark.parametrize("kind", list(SPECS))
 def test_population_update_equals_single_agent_updates(kind):
     spec = SPECS[kind]
-    cfg = PPOConfig(num_envs=2, num_steps=16, num_minibatches=4, update_epochs=2, hidden=16, max_grad_norm=0.3)
+    cfg = PPOConfig(
+        num_envs=2, num_steps=16, num_minibatches=4, update_epochs=2, hidden=16, max_grad_norm=0.3
+    )
     seeds = [11, 22, 33]
     pop = PopulationPPO(spec, cfg, seeds)
     obs, act, logp, adv, ret, valid = _random_rollout(spec, 3)
@@ -162,7 +177,9 @@ class _RefAgent(nn.Module):
             return m
 
         net = pop.net
-        self.actor = nn.Sequential(lin(net.actor.l1), nn.Tanh(), lin(net.actor.l2), nn.Tanh(), lin(net.actor.l3))
+        self.actor = nn.Sequential(
+            lin(net.actor.l1), nn.Tanh(), lin(net.actor.l2), nn.Tanh(), lin(net.actor.l3)
+        )
         self.critic = nn.Sequential(
             lin(net.critic.l1), nn.Tanh(), lin(net.critic.l2), nn.Tanh(), lin(net.critic.l3)
         )
@@ -213,11 +230,15 @@ def test_inactive_agent_is_not_changed_by_update():
     pop.update(obs, act, logp, adv, ret, valid)
     for k, v in pop.state_tensors().items():
         assert torch.equal(v[1], before[k]), k
-    assert not torch.equal(pop.net.actor.l1.weight[0], PopulationPPO(spec, cfg, [1, 2]).net.actor.l1.weight[0])
+    assert not torch.equal(
+        pop.net.actor.l1.weight[0], PopulationPPO(spec, cfg, [1, 2]).net.actor.l1.weight[0]
+    )
 
 
 def _train(n: int, perturb: bool = False, rollouts: int = 3) -> PopulationPPO:
-    cfg = PPOConfig(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, norm_obs=True, norm_reward=True)
+    cfg = PPOConfig(
+        num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, norm_obs=True, norm_reward=True
+    )
     env = PopulationEnv("Pendulum-v1", n, cfg.num_envs, seed=3)
     pop = PopulationPPO(env.spec, cfg, [derive_seed(3, "agent", a) for a in range(n)])
     if perturb:

@@ -73,7 +73,12 @@ def test_one_agent_never_shares():
 
 @pytest.mark.parametrize(
     ("kw", "needle"),
-    [({"c": -0.1}, "c=-0.1"), ({"lam": 0.5}, "lam=0.5"), ({"rule": "x"}, "rule='x'"), ({"n_agents": 0}, "n_agents=0")],
+    [
+        ({"c": -0.1}, "c=-0.1"),
+        ({"lam": 0.5}, "lam=0.5"),
+        ({"rule": "x"}, "rule='x'"),
+        ({"n_agents": 0}, "n_agents=0"),
+    ],
 )
 def test_sharer_validates_at_construction(kw, needle):
     args = {"n_agents": 2, **kw}
@@ -88,7 +93,14 @@ def test_sharer_literal_defaults_log_and_keep_stats():
     assert src.tolist() == [1, 1, 1]
     assert [(e.source, e.target) for e in s.log] == [(1, 0), (1, 2)]
     e = s.log[0]
-    assert (e.round, e.episode, e.ucb_source, e.ucb_target, e.mean_source, e.mean_target) == (1, 2, 10, 2, 10, 2)
+    assert (e.round, e.episode, e.ucb_source, e.ucb_target, e.mean_source, e.mean_target) == (
+        1,
+        2,
+        10,
+        2,
+        10,
+        2,
+    )
     assert s.means().tolist() == [2.0, 10.0, 5.0]  # keep: statistics stay the receiver's own
     s.record_round([[0.0], [0.0], [20.0]])  # k = 2: cumulative means 4/3, 5, 10
     u = s.ucb_values()
@@ -120,7 +132,9 @@ def test_last_round_estimate():
 
 
 def _population(n: int = 3) -> tuple[PopulationPPO, PopulationEnv]:
-    cfg = PPOConfig(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, norm_obs=True, norm_reward=True)
+    cfg = PPOConfig(
+        num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2, norm_obs=True, norm_reward=True
+    )
     env = PopulationEnv("Pendulum-v1", n, cfg.num_envs, seed=0)
     return PopulationPPO(env.spec, cfg, [7, 8, 9][:n]), env
 

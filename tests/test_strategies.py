@@ -56,12 +56,18 @@ def test_same_config_same_csvs(tmp_path):
         out = tmp_path / name
         cfg = ExperimentConfig(strategy="collaborative", seed=5, out_dir=str(out), **BASE)
         run_experiment(cfg, progress=False)
-        frames.append({f: pd.read_csv(out / f).drop(columns=VOLATILE_COLUMNS, errors="ignore") for f in SCHEMA})
+        frames.append(
+            {f: pd.read_csv(out / f).drop(columns=VOLATILE_COLUMNS, errors="ignore") for f in SCHEMA}
+        )
     for f in SCHEMA:
         pd.testing.assert_frame_equal(frames[0][f], frames[1][f])
     other = tmp_path / "c"
-    run_experiment(ExperimentConfig(strategy="collaborative", seed=6, out_dir=str(other), **BASE), progress=False)
-    assert not np.array_equal(pd.read_csv(other / "curves.csv")["val_return"], frames[0]["curves.csv"]["val_return"])
+    run_experiment(
+        ExperimentConfig(strategy="collaborative", seed=6, out_dir=str(other), **BASE), progress=False
+    )
+    assert not np.array_equal(
+        pd.read_csv(other / "curves.csv")["val_return"], frames[0]["curves.csv"]["val_return"]
+    )
 
 
 @pytest.mark.parametrize(
