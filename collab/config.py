@@ -39,6 +39,20 @@ def _fail(name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")
 
 
+def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    """Raise ConfigError unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        _fail(name, value, f"one of {', '.join(allowed)}")
+
+
+def check_sharing(c: Any, lam: Any) -> None:
+    """Raise ConfigError unless c >= 0 and lambda >= 1 (paper eq. 1-2)."""
+    if not isinstance(c, (int, float)) or not c >= 0:
+        _fail("c", c, "a number >= 0")
+    if not isinstance(lam, (int, float)) or not lam >= 1:
+        _fail("lam", lam, "a number >= 1")
+
+
 @dataclass(frozen=True)
 class PPOConfig:
     """PPO hyperparameters of one agent (CleanRL names). lr and gamma default to the paper's values."""
@@ -220,32 +234,23 @@ class ExperimentConfig:
 
     def validate(self, check_env: bool = True, check_out_dir: bool = True) -> ExperimentConfig:
         """Check every field; raise ConfigError naming the first bad one. Returns ``self.resolved()``."""
-        if self.strategy not in STRATEGIES:
-            _fail("strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
+        check_choice("strategy", self.strategy, STRATEGIES)
         for name in ("n_agents", "episodes_per_agent", "validate_every", "eval_episodes", "val_episodes"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 _fail(name, v, "an integer >= 1")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             _fail("seed", self.seed, "an integer >= 0")
-        if not isinstance(self.c, (int, float)) or not self.c >= 0:
-            _fail("c", self.c, "a number >= 0")
-        if not isinstance(self.lam, (int, float)) or not self.lam >= 1:
-            _fail("lam", self.lam, "a number >= 1")
+        check_sharing(self.c, self.lam)
         if self.max_episode_steps is not None and (
             not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1
         ):
             _fail("max_episode_steps", self.max_episode_steps, "None or an integer >= 1")
-        if self.rule not in RULES:
-            _fail("rule", self.rule, f"one of {', '.join(RULES)}")
-        if self.source_choice not in SOURCE_CHOICES:
-            _fail("source_choice", self.source_choice, f"one of {', '.join(SOURCE_CHOICES)}")
-        if self.stats_after_copy not in STATS_AFTER_COPY:
-            _fail("stats_after_copy", self.stats_after_copy, f"one of {', '.join(STATS_AFTER_COPY)}")
-        if self.reward_estimate not in REWARD_ESTIMATES:
-            _fail("reward_estimate", self.reward_estimate, f"one of {', '.join(REWARD_ESTIMATES)}")
-        if self.backend not in BACKENDS:
-            _fail("backend", self.backend, f"one of {', '.join(BACKENDS)}")
+        check_choice("rule", self.rule, RULES)
+        check_choice("source_choice", self.source_choice, SOURCE_CHOICES)
+        check_choice("stats_after_copy", self.stats_after_copy, STATS_AFTER_COPY)
+        check_choice("reward_estimate", self.reward_estimate, REWARD_ESTIMATES)
+        check_choice("backend", self.backend, BACKENDS)
         if not isinstance(self.torch_threads, int) or self.torch_threads < 1:
             _fail("torch_threads", self.torch_threads, "an integer >= 1")
         if not (self.device == "cpu" or str(self.device).startswith("cuda")):

@@ -116,7 +116,9 @@ def check_env_id(env_id: str) -> None:
             f"env_id={env_id!r} is not allowed: observation space {obs_space} is not Box or Discrete"
         )
     if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
-        raise ConfigError(f"env_id={env_id!r} is not allowed: action space {act_space} is not Box or Discrete")
+        raise ConfigError(
+            f"env_id={env_id!r} is not allowed: action space {act_space} is not Box or Discrete"
+        )
 
 
 def env_spec(env_id: str, frame_stack: int = 1, image_size: int = 64) -> EnvSpec:

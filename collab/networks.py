@@ -133,7 +133,9 @@ class PopulationActorCritic(nn.Module):
             # One-hot inputs select one column of the first layer; an orthogonal [hidden, d] matrix
             # with d >> hidden has columns of norm ~sqrt(hidden/d), which makes all states look
             # alike at init. Scale the gain so every state's column has norm ~sqrt(2) (an embedding).
-            g_in = math.sqrt(2) * max(1.0, math.sqrt(d / hidden)) if spec.obs_kind == "onehot" else math.sqrt(2)
+            g_in = (
+                math.sqrt(2) * max(1.0, math.sqrt(d / hidden)) if spec.obs_kind == "onehot" else math.sqrt(2)
+            )
             self.actor = PopulationMLP(n, d, hidden, a, 0.01, gens, g_in)
             self.critic = PopulationMLP(n, d, hidden, 1, 1.0, gens, g_in)
         if not spec.discrete:
@@ -170,7 +172,11 @@ def log_prob_entropy(
 
 
 def sample_action(
-    actor_out: torch.Tensor, log_std: torch.Tensor | None, noise: torch.Tensor, discrete: bool, deterministic: bool
+    actor_out: torch.Tensor,
+    log_std: torch.Tensor | None,
+    noise: torch.Tensor,
+    discrete: bool,
+    deterministic: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample actions from pre-drawn noise; returns (action, log-prob).
 

@@ -106,7 +106,9 @@ class BatchedAdam:
     step is left exactly unchanged (torch's Adam would still move it by its momentum).
     """
 
-    def __init__(self, params: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5) -> None:
+    def __init__(
+        self, params: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-5
+    ) -> None:
         self.params = params
         self.betas, self.eps = betas, eps
         self.exp_avg = torch.zeros_like(params)
@@ -160,7 +162,9 @@ class PopulationPPO:
         self.spec, self.cfg, self.n = spec, cfg, len(seeds)
         self.device = torch.device(device)
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
-        self.net = PopulationActorCritic(spec, self.n, self.gens, cfg.hidden, cfg.log_std_init).to(self.device)
+        self.net = PopulationActorCritic(spec, self.n, self.gens, cfg.hidden, cfg.log_std_init).to(
+            self.device
+        )
         self.flat, self.flat_grad = flatten_parameters(self.net, self.n)
         self.opt = BatchedAdam(self.flat)
         self.obs_rms = RunningMeanStd(self.n, spec.obs_shape) if cfg.norm_obs else None
@@ -308,11 +312,18 @@ class PopulationPPO:
             flat = raw_buf[sl].transpose(0, 1).reshape(n, used * m, *obs_shape)
             self.obs_rms.update(flat, valid_buf.transpose(0, 1).reshape(n, used * m))
         next_values = torch.cat([val_buf[1:used], last_value.unsqueeze(0)], dim=0)
-        next_valid = torch.cat([valid_buf[1:], active.view(1, n, 1).expand(1, n, m) & ~self._was_done.unsqueeze(0)])
+        next_valid = torch.cat(
+            [valid_buf[1:], active.view(1, n, 1).expand(1, n, m) & ~self._was_done.unsqueeze(0)]
+        )
         cont = (1.0 - done_buf[sl]) * next_valid.float()
         adv, ret = gae(rew, val_buf[sl], next_values, term_buf[sl], cont, cfg.gamma, cfg.gae_lambda)
         self.update(
-            obs_buf[sl], act_buf[sl], logp_buf[sl], adv, ret, valid_buf,
+            obs_buf[sl],
+            act_buf[sl],
+            logp_buf[sl],
+            adv,
+            ret,
+            valid_buf,
         )
         return RolloutStats(returns, steps, quota > 0)
 

@@ -37,7 +37,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from collab.config import RULES, SOURCE_CHOICES, STATS_AFTER_COPY, ConfigError
+from collab.config import (
+    REWARD_ESTIMATES,
+    RULES,
+    SOURCE_CHOICES,
+    STATS_AFTER_COPY,
+    ConfigError,
+    check_choice,
+    check_sharing,
+)
 
 
 def ucb(mean: np.ndarray, n_obs: np.ndarray, k: int, c: float) -> np.ndarray:
@@ -57,7 +65,7 @@ def qualifies(ucb_values: np.ndarray, lam: float, rule: str = "literal") -> np.n
     elif rule == "sign_robust":
         q = (ui - uj) > (lam - 1.0) * np.abs(uj)
     else:
-        raise ConfigError(f"rule={rule!r} is not allowed: one of {', '.join(RULES)}")
+        check_choice("rule", rule, RULES)
     np.fill_diagonal(q, False)
     return q
 
@@ -74,6 +82,7 @@ def share_sources(
     ``best``: the qualifying i with the highest UCB (ties: lowest index). ``random``: a uniform
     choice among the qualifying agents, drawn from ``rng``. One agent never shares.
     """
+    check_choice("source_choice", source_choice, SOURCE_CHOICES)
     u = np.asarray(ucb_values, dtype=np.float64)
     q = qualifies(u, lam, rule)
     n = len(u)
@@ -84,12 +93,10 @@ def share_sources(
             continue
         if source_choice == "best":
             src[j] = cand[np.argmax(u[cand])]  # argmax returns the first (lowest index) of ties
-        elif source_choice == "random":
-            if rng is None:
-                raise ValueError("source_choice='random' needs an rng")
-            src[j] = rng.choice(cand)
+        elif rng is None:
+            raise ValueError("source_choice='random' needs an rng")
         else:
-            raise ConfigError(f"source_choice={source_choice!r} is not allowed: one of {', '.join(SOURCE_CHOICES)}")
+            src[j] = rng.choice(cand)
     return src
 
 
@@ -124,20 +131,11 @@ class UCBSharer:
     def __post_init__(self) -> None:
         if not isinstance(self.n_agents, int) or self.n_agents < 1:
             raise ConfigError(f"n_agents={self.n_agents!r} is not allowed: an integer >= 1")
-        if not self.c >= 0:
-            raise ConfigError(f"c={self.c!r} is not allowed: a number >= 0")
-        if not self.lam >= 1:
-            raise ConfigError(f"lam={self.lam!r} is not allowed: a number >= 1")
-        if self.rule not in RULES:
-            raise ConfigError(f"rule={self.rule!r} is not allowed: one of {', '.join(RULES)}")
-        if self.source_choice not in SOURCE_CHOICES:
-            raise ConfigError(
-                f"source_choice={self.source_choice!r} is not allowed: one of {', '.join(SOURCE_CHOICES)}"
-            )
-        if self.stats_after_copy not in STATS_AFTER_COPY:
-            raise ConfigError(
-                f"stats_after_copy={self.stats_after_copy!r} is not allowed: one of {', '.join(STATS_AFTER_COPY)}"
-            )
+        check_sharing(self.c, self.lam)
+        check_choice("rule", self.rule, RULES)
+        check_choice("source_choice", self.source_choice, SOURCE_CHOICES)
+        check_choice("stats_after_copy", self.stats_after_copy, STATS_AFTER_COPY)
+        check_choice("reward_estimate", self.reward_estimate, REWARD_ESTIMATES)
         self.sum = np.zeros(self.n_agents)
         self.count = np.zeros(self.n_agents, dtype=np.int64)
         self.rounds = np.zeros(self.n_agents, dtype=np.int64)

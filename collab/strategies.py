@@ -49,7 +49,11 @@ class RunResult:
 def _versions() -> dict[str, str]:
     import gymnasium
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "gymnasium": gymnasium.__version__}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+    }
     try:
         import envpool
 
@@ -90,7 +94,9 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
         "image_size": ppo_cfg.image_size,
     }
     env = PopulationEnv(cfg.env_id, n, ppo_cfg.num_envs, cfg.seed, "train", **env_kw)
-    agents = PopulationPPO(env.spec, ppo_cfg, [derive_seed(cfg.seed, "agent", a) for a in range(n)], cfg.device)
+    agents = PopulationPPO(
+        env.spec, ppo_cfg, [derive_seed(cfg.seed, "agent", a) for a in range(n)], cfg.device
+    )
     sharer = UCBSharer(
         n,
         cfg.c,
@@ -107,7 +113,12 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     best = (-np.inf, -1, -1)  # (val_return, agent, round)
     best_snap = None
     t0 = time.perf_counter()
-    bar = tqdm(total=budget * n, desc=f"{cfg.env_id} {keys['setup']} seed {cfg.seed}", disable=not progress, unit="ep")
+    bar = tqdm(
+        total=budget * n,
+        desc=f"{cfg.env_id} {keys['setup']} seed {cfg.seed}",
+        disable=not progress,
+        unit="ep",
+    )
     rnd = 0
     while episodes.min() < budget:
         rnd += 1
@@ -179,7 +190,9 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     ]
     sharing = [{**keys, **dataclasses.asdict(e)} for e in sharer.log]
     config = {**cfg.to_dict(), "versions": _versions(), "backend_used": env.backend, "budget_unit": "episode"}
-    result = RunResult(frame("curves.csv", curves), frame("final.csv", final), frame("sharing.csv", sharing), config)
+    result = RunResult(
+        frame("curves.csv", curves), frame("final.csv", final), frame("sharing.csv", sharing), config
+    )
     if write:
         write_run(cfg.out_dir, result.curves, result.final, result.sharing, config)
     return result
