@@ -13,6 +13,7 @@ gradient norm, so agents never influence each other without sharing.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,11 @@ import torch
 from collab.config import PPOConfig
 from collab.envs import EnvSpec, PopulationEnv
 from collab.networks import PopulationActorCritic, log_prob_entropy, sample_action
+
+# Gradients are views into one flat [n, P] buffer (see flatten_parameters): strided, not dense, so
+# autograd warns that they do not obey its layout contract. It still accumulates into them in place
+# (tested in tests/test_ppo.py); the warning is about a possible slowdown only.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 
 def gae(
@@ -119,15 +125,18 @@ class BatchedAdam:
     def step(self, grad: torch.Tensor, lr: torch.Tensor, active: torch.Tensor) -> None:
         """One Adam step with ``grad`` [n, P] for agents where ``active`` [n] is True, per-agent ``lr``."""
         b1, b2 = self.betas
+        active = active.to(self.step_count.device)
         self.step_count += active.to(torch.float64)
         started = self.step_count > 0  # an agent that never stepped has no bias correction yet
         one = torch.ones_like(self.step_count)
         bc1 = torch.where(started, 1 - b1**self.step_count, one)
         bc2 = torch.where(started, 1 - b2**self.step_count, one)
         # per-agent step size lr / bc1 and sqrt(bc2), as torch.optim.Adam (non-capturable path)
-        step_size = torch.where(active, lr.to(torch.float64) / bc1, torch.zeros_like(bc1)).float()[:, None]
-        bc2_sqrt = bc2.sqrt().float()[:, None]
-        a = active.float()[:, None]
+        dev = self.params.device
+        step_size = torch.where(active, lr.to(torch.float64).cpu() / bc1, torch.zeros_like(bc1))
+        step_size = step_size.float()[:, None].to(dev)
+        bc2_sqrt = bc2.sqrt().float()[:, None].to(dev)
+        a = active.float()[:, None].to(dev)
         m, v = self.exp_avg, self.exp_avg_sq
         m.lerp_(grad, (1 - b1) * a)  # inactive agents: weight 0, m unchanged
         v.mul_(1 - (1 - b2) * a).addcmul_(grad * a, grad, value=1 - b2)
@@ -275,12 +284,12 @@ class PopulationPPO:
                 x = self.normalize_obs(obs)
                 out, v = self.net(x)
                 action, logp = sample_action(out, log_std, noise[t], self.spec.discrete, False)
-                obs_buf[t] = x
+                obs_buf[t] = x.cpu()
                 if raw_buf is not None:
                     raw_buf[t] = obs
-                act_buf[t] = action
-                logp_buf[t] = logp
-                val_buf[t] = v
+                act_buf[t] = action.cpu()
+                logp_buf[t] = logp.cpu()
+                val_buf[t] = v.cpu()
                 valid_buf[t] = valid
                 obs, r, term, trunc, ep_ret = env.step(action)
                 rew_buf[t] = torch.from_numpy(r)
@@ -301,7 +310,7 @@ class PopulationPPO:
                 if not bool(active.any()):
                     used = t + 1
                     break
-            last_value = self.net.value(self.normalize_obs(obs))
+            last_value = self.net.value(self.normalize_obs(obs)).cpu()
         self._obs = obs
         sl = slice(0, used)
         valid_buf = valid_buf[sl]

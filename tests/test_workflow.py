@@ -22,7 +22,7 @@ from grid import WorkflowConfigError, load_grid  # noqa: E402
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile")]
 SETUPS = {"independent", "sequential", "collaborative_2", "collaborative_4", "collaborative_8"}
-EXPECTED = {  # profile -> (seeds, episodes_per_agent of the paper profile's defaults or None)
+EXPECTED = {  # profile -> number of seeds
     "smoke": 2,
     "reduced": 5,
     "paper": 5,
