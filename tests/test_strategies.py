@@ -30,6 +30,7 @@ def test_strategy_end_to_end(strategy, tmp_path):
     final = read_csv_checked(out / "final.csv")
     sharing = read_csv_checked(out / "sharing.csv")
     cfg = json.loads((out / "config.json").read_text())
+    assert (out / "config.json").stat().st_mode & 0o644 == 0o644  # readable like any other file
     assert cfg["strategy"] == strategy and cfg["ppo"]["learning_rate"] == 5e-4
     n_pop = 1 if strategy == "sequential" else 3
     budget = 30 if strategy == "sequential" else 10
