@@ -259,6 +259,8 @@ class PopulationEnv:
     ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step every environment ``frame_skip`` frames with the same action (see class doc)."""
         act = self._to_env_actions(actions)
+        if self.frame_skip == 1:
+            return self._step_once(act)
         reward = np.zeros(self.num, dtype=np.float32)
         term = np.zeros(self.num, dtype=bool)
         trunc = np.zeros(self.num, dtype=bool)
@@ -299,6 +301,22 @@ class PopulationEnv:
             trunc.reshape(shape),
             ep_return.reshape(shape),
         )
+
+    def _step_once(
+        self, act: np.ndarray
+    ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``step`` without frame skip: one environment step, fewer array operations."""
+        raw, r, te, tr, _ = self._env.step(act)
+        te, tr = np.asarray(te), np.asarray(tr)
+        ended = te | tr
+        self._ep_return += r
+        ep_return = np.where(ended, self._ep_return, np.nan)
+        self._ep_return[ended] = 0.0
+        obs = self._process(raw, self._was_done)
+        self._was_done = ended
+        shape = (self.n, self.m)
+        reward = np.asarray(r, dtype=np.float32).reshape(shape)
+        return obs, reward, te.reshape(shape), tr.reshape(shape), ep_return.reshape(shape)
 
     def close(self) -> None:
         """Release the environments."""

@@ -249,7 +249,8 @@ class PopulationPPO:
         """One rollout of ``num_steps`` (cut short once every agent met its quota), then one PPO update.
 
         ``quota[a]``: episodes agent a still needs in this round. An agent stops learning (its
-        steps become invalid) once it completes its quota; its environments keep stepping under its
+        steps become invalid) once it completes its quota (episodes ending at the same step all
+        count, so it may overshoot by up to ``num_envs - 1``); its environments keep stepping under its
         frozen policy and those steps are neither learned from nor counted.
         """
         cfg, n, m = self.cfg, self.n, env.m
@@ -301,10 +302,11 @@ class PopulationPPO:
                 steps += valid_np.sum(1)
                 ended = ~np.isnan(ep_ret) & valid_np
                 if ended.any():
+                    # every episode that ends while its agent learns counts, also those that end
+                    # at the same step as the one that met the quota (they were learned from)
                     for a, j in zip(*np.nonzero(ended), strict=True):
-                        if quota[a] > 0:
-                            returns[a].append(float(ep_ret[a, j]))
-                            quota[a] -= 1
+                        returns[a].append(float(ep_ret[a, j]))
+                    quota -= ended.sum(1)
                     active = torch.from_numpy(quota > 0)
                 self._was_done = done_t
                 if not bool(active.any()):

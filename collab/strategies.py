@@ -5,8 +5,10 @@
 * **collaborative**: n agents, k episodes each, UCB sharing (eq. 1-2) at the end of every round.
 
 Budget unit: a *training episode* of an agent, counted when it ends while the agent is learning.
-A *round* is ``validate_every`` such episodes of every agent (the last round may be shorter so that
-every agent ends with exactly its budget). An agent that completes its round quota before the
+Round r ends when every agent has completed at least ``min(r * validate_every, budget)`` episodes;
+episodes that end at the same step as the one that reaches the target count too (they were learned
+from), so an agent may finish a round, and the run, up to ``num_envs - 1`` episodes over, and its next
+round's quota is smaller by as much. An agent that reaches its round target before the
 others waits: its environments keep stepping under its frozen policy and those steps are neither
 learned from nor counted (see :meth:`collab.ppo.PopulationPPO.collect_and_update`).
 
@@ -122,21 +124,22 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     rnd = 0
     while episodes.min() < budget:
         rnd += 1
-        quota = np.minimum(cfg.validate_every, budget - episodes)
+        # rounds end at cumulative targets V, 2V, ... (capped at the budget): an agent that
+        # overshot its last round's quota needs that many fewer episodes in this one
+        left = np.maximum(min(rnd * cfg.validate_every, budget) - episodes, 0)
         round_returns: list[list[float]] = [[] for _ in range(n)]
-        left = quota.copy()
         while left.max() > 0:
             if ppo_cfg.anneal_lr:
-                frac = 1.0 - (episodes + (quota - left)) / budget
+                frac = np.clip(1.0 - episodes / budget, 0.0, 1.0)
                 agents.lr = torch.as_tensor(ppo_cfg.learning_rate * frac, dtype=torch.float32)
             stats = agents.collect_and_update(env, left)
+            got = np.array([len(r) for r in stats.episode_returns])
             for a in range(n):
                 round_returns[a].extend(stats.episode_returns[a])
             env_steps += stats.steps
-            got = np.array([len(r) for r in stats.episode_returns])
-            left = left - got
+            episodes += got
+            left = np.maximum(left - got, 0)
             bar.update(int(got.sum()))
-        episodes += quota
         val_env = PopulationEnv(cfg.env_id, n, cfg.val_episodes, cfg.seed, "val", shared_seeds=True, **env_kw)
         val = evaluate(agents, val_env).mean(axis=1)
         val_env.close()
@@ -161,7 +164,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
                     "total_episodes": int(episodes.sum()),
                     "env_steps": int(env_steps[a]),
                     "wall_time_s": round(wall, 3),
-                    "train_return": float(np.mean(round_returns[a])),
+                    "train_return": float(np.mean(round_returns[a])) if round_returns[a] else np.nan,
                     "val_return": float(val[a]),
                     "copied_from": int(src[a]) if src[a] != a else -1,
                 }
