@@ -26,6 +26,7 @@ evaluation environments use ``agent_offset=None`` so every agent meets the same 
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -39,6 +40,8 @@ from collab.config import ConfigError
 #: Our id -> envpool's id, where they differ but are the same task. Gymnasium 1.3 renamed Taxi-v3
 #: to Taxi-v4 only to fix the optional is_rainy / fickle_passenger modes (off by default).
 ENVPOOL_IDS = {"Taxi-v4": "Taxi-v3"}
+#: Environment variables envpool's import sets for its own use; restored after importing it.
+_ENV_VARS_ENVPOOL_SETS = ("MPLBACKEND", "MPLCONFIGDIR")
 
 
 def derive_seed(seed: int, purpose: str, *indices: int) -> int:
@@ -51,6 +54,13 @@ def derive_seed(seed: int, purpose: str, *indices: int) -> int:
 @functools.lru_cache(maxsize=1)
 def envpool_ids() -> frozenset[str] | None:
     """Environment ids envpool offers, or None when envpool is not installed (warns once)."""
+    saved = {k: os.environ.get(k) for k in _ENV_VARS_ENVPOOL_SETS}
+    try:
+        # envpool imports matplotlib with MPLBACKEND=Agg; importing it first keeps the backend the
+        # user's (e.g. Jupyter's inline backend)
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
     try:
         import envpool  # noqa: F401
     except ImportError:
@@ -59,6 +69,12 @@ def envpool_ids() -> frozenset[str] | None:
             stacklevel=2,
         )
         return None
+    finally:
+        for k, v in saved.items():  # envpool sets MPLBACKEND=Agg on import: keep the user's plotting
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     import envpool
 
     return frozenset(envpool.list_all_envs())

@@ -100,3 +100,18 @@ def test_unknown_env_id_and_unsupported_spaces():
         check_env_id("Nope-v0")
     with pytest.raises(ConfigError, match="not Box or Discrete"):
         check_env_id("Blackjack-v1")  # Tuple observation space
+
+
+def test_importing_envpool_leaves_the_plotting_backend_alone():
+    """envpool sets MPLBACKEND=Agg on import; collab restores it (a fresh process: imports are cached)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os; from collab import envs; envs.envpool_ids(); import matplotlib; "
+        "print(os.environ.get('MPLBACKEND'), matplotlib.get_backend())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "MPLCONFIGDIR")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "None"  # a Jupyter kernel started after this keeps its inline backend
