@@ -115,3 +115,21 @@ def test_importing_envpool_leaves_the_plotting_backend_alone():
     env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "MPLCONFIGDIR")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "None"  # a Jupyter kernel started after this keeps its inline backend
+
+
+def test_without_envpool_falls_back_to_gymnasium_and_says_so_once(monkeypatch):
+    import sys
+
+    from collab import envs
+
+    monkeypatch.setitem(sys.modules, "envpool", None)  # makes `import envpool` raise ImportError
+    envs.envpool_ids.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="envpool is not installed") as record:
+            assert envs.resolve_backend("Acrobot-v1") == "gymnasium"
+            assert envs.resolve_backend("LunarLander-v3") == "gymnasium"
+        assert len([w for w in record if "envpool" in str(w.message)]) == 1
+        with pytest.raises(ConfigError, match="backend='envpool'"):
+            envs.resolve_backend("Acrobot-v1", "envpool")
+    finally:
+        envs.envpool_ids.cache_clear()
