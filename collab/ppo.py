@@ -386,24 +386,27 @@ class PopulationPPO:
         diag: dict[str, np.ndarray] = {}
         for _ in range(cfg.update_epochs):
             perm = torch.stack([torch.randperm(B, generator=g) for g in self.gens]).to(self.device)
+            # shuffle once per epoch (one gather per tensor); minibatches are then contiguous views
+            e_obs, e_act, e_logp = b_obs[rows, perm], b_act[rows, perm], b_logp[rows, perm]
+            e_adv, e_ret, e_w = b_adv[rows, perm], b_ret[rows, perm], b_w[rows, perm]
             for start in range(0, B, mb):
-                idx = perm[:, start : start + mb]
-                w = b_w[rows, idx]
+                sl = slice(start, start + mb)
+                w = e_w[:, sl]
                 cnt = w.sum(1)
                 active = cnt > 0
                 if not bool(active.any()):
                     continue
                 c = cnt.clamp(min=1.0)
-                out, newv = self.net(b_obs[rows, idx])
-                newlogp, ent = log_prob_entropy(out, log_std, b_act[rows, idx], self.spec.discrete)
-                logratio = newlogp - b_logp[rows, idx]
+                out, newv = self.net(e_obs[:, sl])
+                newlogp, ent = log_prob_entropy(out, log_std, e_act[:, sl], self.spec.discrete)
+                logratio = newlogp - e_logp[:, sl]
                 ratio = logratio.exp()
-                a = b_adv[rows, idx]
+                a = e_adv[:, sl]
                 a_mean = (a * w).sum(1, keepdim=True) / c.unsqueeze(1)
                 a_var = (((a - a_mean) ** 2) * w).sum(1, keepdim=True) / (c - 1).clamp(min=1).unsqueeze(1)
                 a = (a - a_mean) / (a_var.sqrt() + 1e-8)
                 pg = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
-                v_loss = 0.5 * (newv - b_ret[rows, idx]) ** 2
+                v_loss = 0.5 * (newv - e_ret[:, sl]) ** 2
                 per_agent = ((pg - cfg.ent_coef * ent + cfg.vf_coef * v_loss) * w).sum(1) / c
                 self.flat_grad.zero_()
                 per_agent.sum().backward()
