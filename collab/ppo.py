@@ -154,7 +154,7 @@ class RolloutStats:
 
     episode_returns: list[list[float]]  # counted training episodes' returns, per agent
     steps: np.ndarray  # [n] valid (learned-from) agent steps
-    active_after: np.ndarray  # [n] bool: agent still short of its quota
+    diagnostics: dict[str, np.ndarray]  # per-agent approx_kl and clipfrac of the update
 
 
 class PopulationPPO:
@@ -328,7 +328,7 @@ class PopulationPPO:
         )
         cont = (1.0 - done_buf[sl]) * next_valid.float()
         adv, ret = gae(rew, val_buf[sl], next_values, term_buf[sl], cont, cfg.gamma, cfg.gae_lambda)
-        self.update(
+        diagnostics = self.update(
             obs_buf[sl],
             act_buf[sl],
             logp_buf[sl],
@@ -336,7 +336,7 @@ class PopulationPPO:
             ret,
             valid_buf,
         )
-        return RolloutStats(returns, steps, quota > 0)
+        return RolloutStats(returns, steps, diagnostics)
 
     def _normalize_rewards(self, rew: torch.Tensor, done: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Scale rewards by the per-agent running std of the discounted return (SB3 VecNormalize)."""
@@ -383,7 +383,7 @@ class PopulationPPO:
         mb = max(B // cfg.num_minibatches, 1)
         rows = torch.arange(n, device=self.device).unsqueeze(1)
         log_std = getattr(self.net, "log_std", None)
-        diag: dict[str, np.ndarray] = {}
+        last: tuple[torch.Tensor, ...] | None = None
         for _ in range(cfg.update_epochs):
             perm = torch.stack([torch.randperm(B, generator=g) for g in self.gens]).to(self.device)
             # shuffle once per epoch (one gather per tensor); minibatches are then contiguous views
@@ -412,11 +412,15 @@ class PopulationPPO:
                 per_agent.sum().backward()
                 self._clip_grads()
                 self.opt.step(self.flat_grad, self.lr, active)
-                with torch.no_grad():
-                    diag["approx_kl"] = ((((ratio - 1) - logratio) * w).sum(1) / c).cpu().numpy()
-                    clipped = ((ratio - 1).abs() > cfg.clip_coef).float()
-                    diag["clipfrac"] = ((clipped * w).sum(1) / c).cpu().numpy()
-        return diag
+                last = (ratio.detach(), logratio.detach(), w, c)
+        if last is None:
+            return {}
+        ratio, logratio, w, c = last  # diagnostics of the last minibatch, as CleanRL logs them
+        clipped = ((ratio - 1).abs() > cfg.clip_coef).float()
+        return {
+            "approx_kl": ((((ratio - 1) - logratio) * w).sum(1) / c).cpu().numpy(),
+            "clipfrac": ((clipped * w).sum(1) / c).cpu().numpy(),
+        }
 
     @torch.no_grad()
     def _clip_grads(self) -> None:

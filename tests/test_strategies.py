@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -119,3 +120,21 @@ def test_any_gymnasium_env_works_with_defaults(tmp_path):
     )
     res = run_experiment(cfg, progress=False)
     assert len(res.curves) == 2 and len(res.final) == 1
+
+
+@pytest.mark.parametrize("cell", ["LunarLander-v3/collaborative_8/seed0", "Pendulum-v1/independent/seed1"])
+def test_committed_smoke_runs_reproduce(cell, tmp_path):
+    """Committed smoke data comes from this code: rerunning a cell from its config.json gives the same CSVs.
+
+    If a change alters training on purpose, regenerate the smoke data (`make clean-smoke smoke`).
+    """
+    run = Path(__file__).resolve().parent.parent / "data" / "smoke" / "runs" / cell
+    cfg = json.loads((run / "config.json").read_text())
+    for key in ("versions", "backend_used", "budget_unit"):
+        cfg.pop(key)
+    cfg["out_dir"] = str(tmp_path)
+    run_experiment(ExperimentConfig.from_dict(cfg), progress=False)
+    for name in ("curves.csv", "final.csv", "sharing.csv"):
+        old = pd.read_csv(run / name).drop(columns=VOLATILE_COLUMNS, errors="ignore")
+        new = pd.read_csv(tmp_path / name).drop(columns=VOLATILE_COLUMNS, errors="ignore")
+        pd.testing.assert_frame_equal(old, new)
