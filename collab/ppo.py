@@ -160,9 +160,9 @@ class RolloutStats:
 class PopulationPPO:
     """n PPO agents trained together on a :class:`PopulationEnv` (one batched forward per step).
 
-    ``agent_ids`` name the agents for seeding: agent ``agent_ids[a]`` draws its initial weights,
-    action noise and minibatch order from ``torch.Generator`` seeded ``derive(seed, id)``, so an
-    agent's randomness never depends on the other agents.
+    ``seeds[a]`` seeds agent a's own ``torch.Generator``, from which it draws its initial weights,
+    action noise and minibatch order, so an agent's randomness never depends on the other agents
+    (``run_experiment`` passes ``derive_seed(seed, "agent", a)``).
     """
 
     def __init__(
