@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from collab.config import PAPER_ENVS
-from collab.results import SCHEMA, ResultsError, atomic_write_csv, atomic_write_text, read_csv_checked
+from collab.results import (
+    SCHEMA,
+    ResultsError,
+    atomic_write_csv,
+    atomic_write_text,
+    markdown_table,
+    read_csv_checked,
+)
 
 #: Table 1 columns, in the paper's order, and their display labels.
 SETUPS: tuple[str, ...] = (
@@ -410,16 +417,11 @@ def table1_wide(table: pd.DataFrame, decimals: int = 2, with_paper: bool = True)
 def table1_markdown(table: pd.DataFrame, decimals: int = 2) -> str:
     """Table 1 as a Markdown table with a caption line."""
     wide = table1_wide(table, decimals)
-    lines = [
-        "| " + " | ".join(wide.columns) + " |",
-        "|" + "|".join(["---"] * len(wide.columns)) + "|",
-    ]
-    lines += ["| " + " | ".join(map(str, r)) + " |" for r in wide.itertuples(index=False)]
     caption = (
         "Cells: our mean final evaluation return over seeds [95% percentile bootstrap CI over seeds]"
         " / the paper's value; † = the paper's value is outside what the environment can achieve."
     )
-    return "\n".join(lines) + "\n\n" + caption + "\n"
+    return markdown_table(wide) + "\n" + caption + "\n"
 
 
 def table1_latex(table: pd.DataFrame, decimals: int = 2) -> str:

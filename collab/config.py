@@ -39,6 +39,11 @@ def _fail(name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")
 
 
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        _fail(name, value, "an integer >= 1")
+
+
 def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     """Raise ConfigError unless ``value`` is one of ``allowed``."""
     if value not in allowed:
@@ -105,14 +110,17 @@ class PPOConfig:
             _fail("ppo.gamma", self.gamma, "a number in (0, 1]")
         if not 0 <= self.gae_lambda <= 1:
             _fail("ppo.gae_lambda", self.gae_lambda, "a number in [0, 1]")
-        for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "hidden"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                _fail(f"ppo.{name}", v, "an integer >= 1")
-        for name in ("frame_skip", "frame_stack", "image_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                _fail(f"ppo.{name}", v, "an integer >= 1")
+        for name in (
+            "num_envs",
+            "num_steps",
+            "num_minibatches",
+            "update_epochs",
+            "hidden",
+            "frame_skip",
+            "frame_stack",
+            "image_size",
+        ):
+            _check_positive_int(f"ppo.{name}", getattr(self, name))
         if (self.num_envs * self.num_steps) % self.num_minibatches:
             _fail(
                 "ppo.num_minibatches",
@@ -236,9 +244,7 @@ class ExperimentConfig:
         """Check every field; raise ConfigError naming the first bad one. Returns ``self.resolved()``."""
         check_choice("strategy", self.strategy, STRATEGIES)
         for name in ("n_agents", "episodes_per_agent", "validate_every", "eval_episodes", "val_episodes"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                _fail(name, v, "an integer >= 1")
+            _check_positive_int(name, getattr(self, name))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             _fail("seed", self.seed, "an integer >= 0")
         check_sharing(self.c, self.lam)
