@@ -1,13 +1,17 @@
 """Single-agent learning check at a full budget (issue 2): train one PPO agent, report what it reaches.
 
-Usage: python benchmarks/learning.py ENV_ID EPISODES VALIDATE_EVERY [THRESHOLD]
-Writes benchmarks/results/learning_<ENV_ID>.{csv,md} (the curve) and prints a one-line summary:
+Usage: python benchmarks/learning.py ENV_ID EPISODES VALIDATE_EVERY [THRESHOLD] [ppo.FIELD=VALUE ...]
+Writes benchmarks/results/learning_<ENV_ID>[_<FIELD>-<VALUE>...].{csv,md} (the curve; overrides
+of the environment's PPO settings, e.g. ``ppo.mask_actions=false``, name the files) and prints a
+one-line summary:
 best validation return, the env steps at which it first reached THRESHOLD, and the final
 evaluation (10 episodes) of the best checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 import tempfile
 import warnings
@@ -16,11 +20,22 @@ from pathlib import Path
 import numpy as np
 
 from collab import ExperimentConfig, run_experiment
+from collab.config import ppo_config_for
 from collab.results import atomic_write_csv, atomic_write_text, markdown_table
 
 
-def main(env_id: str, episodes: int, validate_every: int, threshold: float | None = None) -> str:
-    """Run the check and return the summary line."""
+def main(
+    env_id: str,
+    episodes: int,
+    validate_every: int,
+    threshold: float | None = None,
+    overrides: dict[str, object] | None = None,
+) -> str:
+    """Run the check and return the summary line; ``overrides`` replace PPO settings of ``env_id``."""
+    overrides = overrides or {}
+    ppo = dataclasses.replace(ppo_config_for(env_id), **overrides)
+    suffix = "".join(f"_{k}-{v}" for k, v in overrides.items())
+    label = "".join(f" {k}={v}" for k, v in overrides.items())
     with tempfile.TemporaryDirectory() as tmp:
         cfg = ExperimentConfig(
             env_id=env_id,
@@ -32,16 +47,17 @@ def main(env_id: str, episodes: int, validate_every: int, threshold: float | Non
             val_episodes=10,
             eval_episodes=10,
             out_dir=tmp,
+            ppo=ppo,
         )
         res = run_experiment(cfg, progress=True)
     c = res.curves[["episode", "env_steps", "wall_time_s", "train_return", "val_return"]]
     out = Path(__file__).parent / "results"
-    atomic_write_csv(out / f"learning_{env_id}.csv", c)
+    atomic_write_csv(out / f"learning_{env_id}{suffix}.csv", c)
     reached = c[c["val_return"] >= threshold] if threshold is not None else c.iloc[:0]
     first = int(reached["env_steps"].iloc[0]) if len(reached) else None
     final = res.final["return"]
     line = (
-        f"| {env_id} | {int(c['env_steps'].iloc[-1]):,} | {c['wall_time_s'].iloc[-1]:.0f} | "
+        f"| {env_id}{label} | {int(c['env_steps'].iloc[-1]):,} | {c['wall_time_s'].iloc[-1]:.0f} | "
         f"{c['val_return'].max():.1f} | {threshold if threshold is not None else '-'} | "
         f"{f'{first:,}' if first else 'not reached'} | {final.mean():.1f} +- {final.std(ddof=0):.1f} "
         f"(checkpoint at {int(c['env_steps'].iloc[int(np.argmax(c['val_return']))]):,} steps) |"
@@ -50,11 +66,19 @@ def main(env_id: str, episodes: int, validate_every: int, threshold: float | Non
         "| env | env steps | wall s | best val (10 ep) | threshold | first reached at step | "
         "final eval of best checkpoint |\n|---|---|---|---|---|---|---|\n"
     )
-    atomic_write_text(out / f"learning_{env_id}.md", header + line + "\n\n" + markdown_table(c))
+    atomic_write_text(out / f"learning_{env_id}{suffix}.md", header + line + "\n\n" + markdown_table(c))
     return line
 
 
 if __name__ == "__main__":
     warnings.filterwarnings("ignore", category=UserWarning)
-    a = sys.argv[1:]
-    print(main(a[0], int(a[1]), int(a[2]), float(a[3]) if len(a) > 3 else None))
+    pos = [x for x in sys.argv[1:] if "=" not in x]
+    over = {}
+    for x in sys.argv[1:]:
+        if "=" in x:
+            key, _, value = x.partition("=")
+            if not key.startswith("ppo."):
+                sys.exit(f"override {x!r} is not allowed: write ppo.FIELD=VALUE")
+            low = value.lower()
+            over[key[4:]] = json.loads(low) if low in ("true", "false") else json.loads(value)
+    print(main(pos[0], int(pos[1]), int(pos[2]), float(pos[3]) if len(pos) > 3 else None, over))

@@ -100,6 +100,8 @@ class PPOConfig:
     """Stack this many preprocessed frames (pixel observations)."""
     image_size: int = 64
     """Side of the grayscale square frames fed to the CNN (pixel observations)."""
+    mask_actions: bool = False
+    """Sample only legal actions where the environment defines them (Taxi: ``action_mask``)."""
 
     def validate(self) -> None:
         """Raise ConfigError on a value PPO cannot use."""
@@ -130,6 +132,9 @@ class PPOConfig:
         for name in ("ent_coef", "vf_coef"):
             if getattr(self, name) < 0:
                 _fail(f"ppo.{name}", getattr(self, name), "a number >= 0")
+        for name in ("norm_obs", "norm_reward", "anneal_lr", "mask_actions"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(f"ppo.{name}", getattr(self, name), "True or False")
 
 
 #: Per-environment PPO settings. Start: rl-zoo hyperparams/ppo.yml; lr and gamma: the paper's.
@@ -173,7 +178,13 @@ ENV_PPO: dict[str, PPOConfig] = {
         image_size=64,
     ),
     "Taxi-v4": PPOConfig(
-        gae_lambda=0.95, num_envs=4, num_steps=256, num_minibatches=4, update_epochs=4, ent_coef=0.01
+        gae_lambda=0.95,
+        num_envs=4,
+        num_steps=256,
+        num_minibatches=4,
+        update_epochs=4,
+        ent_coef=0.01,
+        mask_actions=True,
     ),
 }
 
@@ -270,6 +281,10 @@ class ExperimentConfig:
         cfg = self.resolved()
         assert cfg.ppo is not None
         cfg.ppo.validate()
+        if check_env and cfg.ppo.mask_actions:
+            from collab.envs import check_action_masks
+
+            check_action_masks(self.env_id)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:

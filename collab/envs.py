@@ -19,6 +19,11 @@ Observations are preprocessed here into a float32/uint8 torch tensor shaped
   255). With ``frame_skip`` > 1 each action is repeated that many frames and rewards are summed, as
   rl-zoo does for CarRacing (frame skip 2, 64x64 grayscale, 2 stacked frames).
 
+Action masks (``action_masks=True``): for environments with Discrete states whose Gymnasium class
+has an ``action_mask(state)`` method (Taxi: moves into walls and illegal pick-up/drop-off are
+masked), :meth:`PopulationEnv.action_mask` gives the legal actions of every current state, from a
+table built once with Gymnasium's own method, so both backends mask identically.
+
 Seeds: environment j of agent a gets ``derive_seed(seed, purpose, a, j)``; validation and
 evaluation environments use ``agent_offset=None`` so every agent meets the same episodes.
 """
@@ -137,6 +142,38 @@ def check_env_id(env_id: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=16)
+def action_mask_table(env_id: str) -> np.ndarray | None:
+    """Legal actions per state, bool ``[n_states, n_actions]``, or None where the environment has none.
+
+    Defined for Discrete-state, Discrete-action environments whose unwrapped Gymnasium class has an
+    ``action_mask(state)`` method (Taxi); built by calling it for every state.
+    """
+    check_env_id(env_id)
+    obs_space, act_space = _gym_spaces(env_id)
+    if not isinstance(obs_space, gym.spaces.Discrete) or not isinstance(act_space, gym.spaces.Discrete):
+        return None
+    env = gym.make(env_id)
+    try:
+        fn = getattr(env.unwrapped, "action_mask", None)
+        if not callable(fn):
+            return None
+        table = np.stack([np.asarray(fn(s), dtype=bool) for s in range(int(obs_space.n))])
+    finally:
+        env.close()
+    table.setflags(write=False)
+    return table
+
+
+def check_action_masks(env_id: str) -> None:
+    """Raise ConfigError unless ``env_id`` provides action masks (see :func:`action_mask_table`)."""
+    if action_mask_table(env_id) is None:
+        raise ConfigError(
+            f"ppo.mask_actions=True is not allowed for env_id={env_id!r}: only environments with "
+            "Discrete states and actions whose Gymnasium class has action_mask(state) (e.g. Taxi-v4)"
+        )
+
+
 def env_spec(env_id: str, frame_stack: int = 1, image_size: int = 64) -> EnvSpec:
     """The preprocessed observation/action layout of ``env_id``."""
     check_env_id(env_id)
@@ -182,8 +219,13 @@ class PopulationEnv:
         frame_skip: int = 1,
         frame_stack: int = 1,
         image_size: int = 64,
+        action_masks: bool = False,
     ) -> None:
         self.spec = env_spec(env_id, frame_stack, image_size)
+        if action_masks:
+            check_action_masks(env_id)
+        self._mask_table = torch.from_numpy(action_mask_table(env_id).copy()) if action_masks else None
+        self._state: torch.Tensor | None = None  # current discrete states [N] (for the masks)
         self.n, self.m = n_agents, envs_per_agent
         self.num = n_agents * envs_per_agent
         self.frame_skip, self.image_size = frame_skip, image_size
@@ -235,6 +277,7 @@ class PopulationEnv:
         kind = self.spec.obs_kind
         if kind == "onehot":
             idx = torch.from_numpy(np.asarray(raw, dtype=np.int64))
+            self._state = idx
             out = F.one_hot(idx, self.spec.obs_shape[0]).float()
         elif kind == "vector":
             out = torch.from_numpy(np.asarray(raw, dtype=np.float32).reshape(self.num, -1))
@@ -253,6 +296,12 @@ class PopulationEnv:
         return out.reshape(self.n, self.m, *self.spec.obs_shape)
 
     # -- API -------------------------------------------------------------------------------------
+    def action_mask(self) -> torch.Tensor | None:
+        """Legal actions in the current states, bool ``[n, m, n_actions]``; None without ``action_masks``."""
+        if self._mask_table is None or self._state is None:
+            return None
+        return self._mask_table[self._state].reshape(self.n, self.m, -1)
+
     def reset(self) -> torch.Tensor:
         """Reset every environment with its own seed; returns obs ``[n, m, *obs_shape]``."""
         if self.backend == "envpool":

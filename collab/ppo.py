@@ -23,6 +23,10 @@ from collab.config import PPOConfig
 from collab.envs import EnvSpec, PopulationEnv
 from collab.networks import PopulationActorCritic, log_prob_entropy, sample_action
 
+#: Logit given to illegal actions with ``mask_actions`` (as sb3-contrib's MaskablePPO): their
+#: probability underflows to exactly 0, and 0 * log p stays finite in the entropy.
+MASKED_LOGIT = -1e8
+
 # Gradients are views into one flat [n, P] buffer (see flatten_parameters): strided, not dense, so
 # autograd warns that they do not obey its layout contract. It still accumulates into them in place
 # (tested in tests/test_ppo.py); the warning is about a possible slowdown only.
@@ -227,10 +231,21 @@ class PopulationPPO:
         std = (self.obs_rms.var.float() + 1e-8).sqrt().unsqueeze(1)
         return ((obs - mean) / std).clamp_(-10.0, 10.0).to(self.device)
 
+    def _masked(self, actor_out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Logits with illegal actions (``mask`` False) pushed to MASKED_LOGIT; unchanged without a mask."""
+        if mask is None:
+            if self.cfg.mask_actions:
+                raise ValueError("ppo.mask_actions=True needs an environment made with action_masks=True")
+            return actor_out
+        return actor_out.masked_fill(~mask.to(actor_out.device), MASKED_LOGIT)
+
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        """Actions for obs [n, m, ...] (greedy/mean by default)."""
+    def act(
+        self, obs: torch.Tensor, deterministic: bool = True, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Actions for obs [n, m, ...] (greedy/mean by default); ``mask`` [n, m, A]: legal actions."""
         out, _ = self.net(self.normalize_obs(obs))
+        out = self._masked(out, mask) if self.spec.discrete else out
         log_std = getattr(self.net, "log_std", None)
         return sample_action(out, log_std, torch.zeros(()), self.spec.discrete, deterministic)[0]
 
@@ -273,6 +288,8 @@ class PopulationPPO:
         term_buf = torch.zeros(T, n, m)
         done_buf = torch.zeros(T, n, m)
         valid_buf = torch.zeros(T, n, m, dtype=torch.bool)
+        masking = self.cfg.mask_actions and self.spec.discrete
+        mask_buf = torch.zeros(T, n, m, self.spec.action_dim, dtype=torch.bool) if masking else None
         noise = self._draw_noise(T, m)
         log_std = getattr(self.net, "log_std", None)
         returns: list[list[float]] = [[] for _ in range(n)]
@@ -284,6 +301,10 @@ class PopulationPPO:
                 valid = active.unsqueeze(1) & ~self._was_done
                 x = self.normalize_obs(obs)
                 out, v = self.net(x)
+                if mask_buf is not None:
+                    mask = env.action_mask()
+                    out = self._masked(out, mask)
+                    mask_buf[t] = mask
                 action, logp = sample_action(out, log_std, noise[t], self.spec.discrete, False)
                 obs_buf[t] = x.cpu()
                 if raw_buf is not None:
@@ -335,6 +356,7 @@ class PopulationPPO:
             adv,
             ret,
             valid_buf,
+            None if mask_buf is None else mask_buf[sl],
         )
         return RolloutStats(returns, steps, diagnostics)
 
@@ -361,8 +383,11 @@ class PopulationPPO:
         adv: torch.Tensor,
         ret: torch.Tensor,
         valid: torch.Tensor,
+        masks: torch.Tensor | None = None,
     ) -> dict[str, np.ndarray]:
         """PPO epochs on a rollout laid out [T, n, m, ...]; each agent uses only its valid samples.
+
+        ``masks`` [T, n, m, A] (with ``mask_actions``): the legal actions the rollout sampled from.
 
         Each agent draws its own minibatch permutation from its generator; the batch per agent is
         ``T*m`` samples split in ``num_minibatches``. Returns per-agent diagnostics of the last
@@ -377,6 +402,7 @@ class PopulationPPO:
 
         b_obs, b_act, b_logp = flat(obs), flat(actions), flat(logp_old)
         b_adv, b_ret, b_w = flat(adv), flat(ret), flat(valid).float()
+        b_mask = flat(masks) if masks is not None else None
         has_data = b_w.sum(1) > 0
         if not bool(has_data.any()):
             return {}
@@ -389,6 +415,7 @@ class PopulationPPO:
             # shuffle once per epoch (one gather per tensor); minibatches are then contiguous views
             e_obs, e_act, e_logp = b_obs[rows, perm], b_act[rows, perm], b_logp[rows, perm]
             e_adv, e_ret, e_w = b_adv[rows, perm], b_ret[rows, perm], b_w[rows, perm]
+            e_mask = b_mask[rows, perm] if b_mask is not None else None
             for start in range(0, B, mb):
                 sl = slice(start, start + mb)
                 w = e_w[:, sl]
@@ -398,6 +425,8 @@ class PopulationPPO:
                     continue
                 c = cnt.clamp(min=1.0)
                 out, newv = self.net(e_obs[:, sl])
+                if e_mask is not None:
+                    out = self._masked(out, e_mask[:, sl])
                 newlogp, ent = log_prob_entropy(out, log_std, e_act[:, sl], self.spec.discrete)
                 logratio = newlogp - e_logp[:, sl]
                 ratio = logratio.exp()
@@ -438,7 +467,7 @@ def evaluate(agents: PopulationPPO, env: PopulationEnv, deterministic: bool = Tr
     obs = env.reset()
     out = np.full((env.n, env.m), np.nan)
     while np.isnan(out).any():
-        action = agents.act(obs, deterministic=deterministic)
+        action = agents.act(obs, deterministic=deterministic, mask=env.action_mask())
         obs, _, _, _, ep_ret = env.step(action)
         new = np.isnan(out) & ~np.isnan(ep_ret)
         out[new] = ep_ret[new]

@@ -94,6 +94,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
         "frame_skip": ppo_cfg.frame_skip,
         "frame_stack": ppo_cfg.frame_stack,
         "image_size": ppo_cfg.image_size,
+        "action_masks": ppo_cfg.mask_actions,
     }
     env = PopulationEnv(cfg.env_id, n, ppo_cfg.num_envs, cfg.seed, "train", **env_kw)
     agents = PopulationPPO(
