@@ -249,6 +249,31 @@ def run_counts(final: pd.DataFrame) -> pd.DataFrame:
     return _order(runs.groupby(["env_id", "setup"]).size().rename("seeds").reset_index())
 
 
+def run_costs(curves: pd.DataFrame) -> pd.DataFrame:
+    """Compute cost per env_id and setup (paper order), from each run's last ``wall_time_s``.
+
+    Columns: env_id, setup, runs, mean_s (mean wall time of one run), total_s (sum over runs),
+    env_steps (mean agent steps of one run, summed over its agents). One row ``setup == "all"`` per
+    environment totals its grid. Wall times are as measured: runs that shared cores took longer.
+    """
+    check_columns(curves, "curves.csv")
+    last = curves[curves["round"] == curves.groupby(RUN_KEYS)["round"].transform("max")]
+    per_run = last.groupby(RUN_KEYS, sort=False).agg(wall=("wall_time_s", "max"), steps=("env_steps", "sum"))
+    per_run = per_run.reset_index()
+    rows = per_run.groupby(["env_id", "setup"]).agg(
+        runs=("wall", "size"), mean_s=("wall", "mean"), total_s=("wall", "sum"), env_steps=("steps", "mean")
+    )
+    out = _order(rows.reset_index())
+    totals = (
+        out.groupby("env_id", sort=False).agg(runs=("runs", "sum"), total_s=("total_s", "sum")).reset_index()
+    )
+    totals["setup"] = "all"
+    parts = []
+    for env, g in out.groupby("env_id", sort=False):
+        parts += [g, totals[totals["env_id"] == env]]
+    return pd.concat(parts, ignore_index=True)[["env_id", "setup", "runs", "mean_s", "total_s", "env_steps"]]
+
+
 # --------------------------------------------------------------------------------------------
 # Bootstrap
 

@@ -352,3 +352,50 @@ def test_share_timeline_and_counts():
 def test_rounded_is_stable_text():
     df = pd.DataFrame({"a": [1.23456, math.nan], "b": ["x", "y"]})
     assert A.rounded(df) == "   a b\n1.23 x\n n/a y"
+
+
+def test_run_costs_hand_computed():
+    def row(env, setup, seed, agent, rnd, steps, wall):
+        strategy = setup.split("_")[0]
+        return {
+            "env_id": env,
+            "strategy": strategy,
+            "n_agents": 2,
+            "seed": seed,
+            "setup": setup,
+            "agent": agent,
+            "round": rnd,
+            "episode": 10 * rnd,
+            "total_episodes": 20 * rnd,
+            "env_steps": steps,
+            "wall_time_s": wall,
+            "train_return": -1.0,
+            "val_return": -1.0,
+            "copied_from": -1,
+        }
+
+    rows = [
+        # two collaborative_2 runs of Acrobot: last round's steps summed over agents
+        row("Acrobot-v1", "collaborative_2", 0, 0, 1, 100, 1.0),
+        row("Acrobot-v1", "collaborative_2", 0, 1, 1, 120, 1.0),
+        row("Acrobot-v1", "collaborative_2", 0, 0, 2, 200, 3.0),
+        row("Acrobot-v1", "collaborative_2", 0, 1, 2, 260, 3.0),
+        row("Acrobot-v1", "collaborative_2", 1, 0, 1, 300, 5.0),
+        row("Acrobot-v1", "collaborative_2", 1, 1, 1, 340, 5.0),
+        row("Acrobot-v1", "independent", 0, 0, 1, 50, 2.0),
+        row("Acrobot-v1", "independent", 0, 1, 1, 70, 2.0),
+        row("Taxi-v4", "sequential", 0, 0, 1, 30, 7.0),
+    ]
+    curves = frame("curves.csv", rows)
+    got = A.run_costs(curves)
+    assert got[["env_id", "setup"]].values.tolist() == [
+        ["Acrobot-v1", "independent"],
+        ["Acrobot-v1", "collaborative_2"],
+        ["Acrobot-v1", "all"],
+        ["Taxi-v4", "sequential"],
+        ["Taxi-v4", "all"],
+    ]
+    c2 = got.iloc[1]
+    assert (c2["runs"], c2["mean_s"], c2["total_s"], c2["env_steps"]) == (2, 4.0, 8.0, (460 + 640) / 2)
+    assert got.iloc[2]["runs"] == 3 and got.iloc[2]["total_s"] == 10.0
+    assert got.iloc[4]["total_s"] == 7.0
