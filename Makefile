@@ -8,13 +8,14 @@ PROFILE ?= smoke
 SNAKEMAKE_ARGS ?= --quiet rules
 PYTEST_ARGS ?=
 
-.PHONY: install smoke reduced paper workflow dryrun test lint clean-smoke help
+.PHONY: install smoke reduced paper workflow interim dryrun test lint clean-smoke help
 
 help:
 	@echo "make smoke    - install into $(VENV), run the smoke workflow (all six envs, tiny budgets)"
 	@echo "make test     - install into $(VENV), ruff check, pytest (+ nbval on the analysis notebooks)"
 	@echo "make workflow PROFILE=reduced|paper CORES=N   - run another profile locally"
 	@echo "make dryrun PROFILE=...                       - list the jobs a profile would run"
+	@echo "make interim PROFILE=...                      - Table 1 and figures from the runs finished so far"
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed, got " + sys.version' \
@@ -42,6 +43,10 @@ reduced:
 
 paper:
 	$(MAKE) workflow PROFILE=paper
+
+# While a long grid runs: analyse the finished runs into runs/$(PROFILE)/interim/ (git-ignored).
+interim: install
+	$(BIN)/python workflow/scripts/interim.py $(PROFILE)
 
 dryrun: install
 	$(BIN)/snakemake -n --configfile workflow/config/$(PROFILE).yaml

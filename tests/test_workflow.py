@@ -210,3 +210,19 @@ def test_killed_workflow_resumes(tmp_path: Path) -> None:
     # a cell that finished its files but whose job Snakemake had not yet recorded as done is rerun
     assert len(recomputed) <= 1, f"finished cells recomputed: {recomputed}"
     assert job_counts(r.stderr + r.stdout)["train"] <= len(CELLS) - len(done) + 1
+
+
+def test_interim_lists_only_complete_runs_and_rejects_bad_profile(tmp_path, capsys):
+    import interim
+
+    done = tmp_path / "data" / "reduced" / "runs" / "Acrobot-v1" / "independent" / "seed0"
+    partial = tmp_path / "data" / "reduced" / "runs" / "Acrobot-v1" / "independent" / "seed1"
+    for d in (done, partial):
+        d.mkdir(parents=True)
+    for f in RESULT_FILES:
+        (done / f).write_text("x")
+    (partial / "curves.csv").write_text("x")  # config.json missing: an interrupted run
+    assert interim.complete_runs("reduced", root=tmp_path) == [done]
+    assert interim.complete_runs("paper", root=tmp_path) == []
+    assert interim.main("full") == 2
+    assert "profile='full' is not allowed" in capsys.readouterr().err
