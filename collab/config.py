@@ -240,6 +240,9 @@ class ExperimentConfig:
     """torch device: cpu, or cuda where one is present."""
     torch_threads: int = 1
     """torch intra-op threads (1 is fastest for small networks)."""
+    env_threads: int = 1
+    """envpool worker threads stepping the environments (results do not depend on it; more helps
+    environments that are slow to step, such as CarRacing, where cores are free)."""
     out_dir: str = "runs/example"
     """Folder for curves.csv, final.csv, sharing.csv and config.json."""
     ppo: PPOConfig | None = field(default=None)
@@ -268,8 +271,10 @@ class ExperimentConfig:
         check_choice("stats_after_copy", self.stats_after_copy, STATS_AFTER_COPY)
         check_choice("reward_estimate", self.reward_estimate, REWARD_ESTIMATES)
         check_choice("backend", self.backend, BACKENDS)
-        if not isinstance(self.torch_threads, int) or self.torch_threads < 1:
-            _fail("torch_threads", self.torch_threads, "an integer >= 1")
+        for name in ("torch_threads", "env_threads"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                _fail(name, v, "an integer >= 1")
         if not (self.device == "cpu" or str(self.device).startswith("cuda")):
             _fail("device", self.device, "'cpu' or 'cuda[:N]'")
         if check_env:

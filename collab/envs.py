@@ -204,6 +204,9 @@ class PopulationEnv:
     ``(obs, reward, terminated, truncated, episode_return)``; obs is a torch tensor
     ``[n, m, *spec.obs_shape]``, the rest numpy ``[n, m]``. ``episode_return`` holds the full
     undiscounted return (all frames) where an episode ended this step, else NaN.
+
+    ``num_threads``: envpool worker threads (each environment keeps its own seed, so results do
+    not depend on it; the gymnasium backend steps in the calling thread and ignores it).
     """
 
     def __init__(
@@ -220,6 +223,7 @@ class PopulationEnv:
         frame_stack: int = 1,
         image_size: int = 64,
         action_masks: bool = False,
+        num_threads: int = 1,
     ) -> None:
         self.spec = env_spec(env_id, frame_stack, image_size)
         if action_masks:
@@ -247,7 +251,7 @@ class PopulationEnv:
                     num_envs=self.num,
                     seed=self.seeds[0],
                     env_seed=self.seeds,
-                    num_threads=1,
+                    num_threads=num_threads,
                     **kw,
                 )
         else:

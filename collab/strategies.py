@@ -95,6 +95,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
         "frame_stack": ppo_cfg.frame_stack,
         "image_size": ppo_cfg.image_size,
         "action_masks": ppo_cfg.mask_actions,
+        "num_threads": cfg.env_threads,
     }
     env = PopulationEnv(cfg.env_id, n, ppo_cfg.num_envs, cfg.seed, "train", **env_kw)
     agents = PopulationPPO(

@@ -133,3 +133,19 @@ def test_without_envpool_falls_back_to_gymnasium_and_says_so_once(monkeypatch):
             envs.resolve_backend("Acrobot-v1", "envpool")
     finally:
         envs.envpool_ids.cache_clear()
+
+
+def test_envpool_worker_threads_do_not_change_results():
+    pytest.importorskip("envpool")
+    rng = np.random.default_rng(0)
+    actions = [torch.from_numpy(rng.uniform(-1, 1, size=(2, 3, 4)).astype(np.float32)) for _ in range(60)]
+    runs = []
+    for threads in (1, 2):
+        env = PopulationEnv("BipedalWalker-v3", 2, 3, seed=4, backend="envpool", num_threads=threads)
+        out = [env.reset()]
+        for a in actions:
+            obs, r, term, trunc, _ = env.step(a)
+            out += [obs, torch.from_numpy(r), torch.from_numpy(term | trunc)]
+        env.close()
+        runs.append(out)
+    assert all(torch.equal(x, y) for x, y in zip(*runs, strict=True))

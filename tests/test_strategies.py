@@ -87,6 +87,8 @@ def test_same_config_same_csvs(tmp_path):
         ("eval_episodes", 0, "eval_episodes=0"),
         ("c", -1.0, "c=-1.0"),
         ("lam", 0.9, "lam=0.9"),
+        ("env_threads", 0, "env_threads=0"),
+        ("torch_threads", True, "torch_threads=True"),
     ],
 )
 def test_bad_input_one_clear_error_and_nothing_written(field, value, needle, tmp_path):
