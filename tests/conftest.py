@@ -23,6 +23,19 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _keep_matplotlib_env():
+    """Undo environment variables a test's imports set (envpool sets MPLBACKEND=Agg on import):
+    nbval's kernels, started later in the same session, would inherit them and draw nothing."""
+    saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "MPLCONFIGDIR")}
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -75,7 +75,18 @@ def test_profile_budgets() -> None:
         cell = next(c for c in smoke.cells if c.env_id == env)
         assert cell.params["max_episode_steps"] is not None, env
     reduced_text = (ROOT / "workflow/config/reduced.yaml").read_text()
-    assert "provisional" in reduced_text.lower()
+    assert "provisional" not in reduced_text.lower()
+    reduced = load_grid(yaml.safe_load(reduced_text), check_env=False)
+    budgets = {c.env_id: (c.params["episodes_per_agent"], c.params["validate_every"]) for c in reduced.cells}
+    assert budgets == {  # as listed in REPRODUCTION.md
+        "Acrobot-v1": (500, 10),
+        "Pendulum-v1": (500, 10),
+        "BipedalWalker-v3": (200, 10),
+        "LunarLander-v3": (1000, 20),
+        "CarRacing-v3": (30, 3),
+        "Taxi-v4": (1500, 30),
+    }
+    assert all(c.params["max_episode_steps"] is None for c in reduced.cells)  # the environments' own limits
 
 
 def _base_config() -> dict:
