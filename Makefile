@@ -8,7 +8,7 @@ PROFILE ?= smoke
 SNAKEMAKE_ARGS ?= --quiet rules
 PYTEST_ARGS ?=
 
-.PHONY: install smoke reduced paper workflow interim dryrun test lint clean-smoke help
+.PHONY: install smoke reduced paper workflow interim report dryrun test lint clean-smoke help
 
 help:
 	@echo "make smoke    - install into $(VENV), run the smoke workflow (all six envs, tiny budgets)"
@@ -16,6 +16,7 @@ help:
 	@echo "make workflow PROFILE=reduced|paper CORES=N   - run another profile locally"
 	@echo "make dryrun PROFILE=...                       - list the jobs a profile would run"
 	@echo "make interim PROFILE=...                      - Table 1 and figures from the runs finished so far"
+	@echo "make report PROFILE=reduced                   - fill REPRODUCTION.md's tables from figures/reduced/"
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed, got " + sys.version' \
@@ -47,6 +48,10 @@ paper:
 # While a long grid runs: analyse the finished runs into runs/$(PROFILE)/interim/ (git-ignored).
 interim: install
 	$(BIN)/python workflow/scripts/interim.py $(PROFILE)
+
+# Fill the generated blocks of REPRODUCTION.md (Table 1, costs, claims) from figures/$(PROFILE)/.
+report: install
+	$(BIN)/python workflow/scripts/report.py $(PROFILE) REPRODUCTION.md
 
 dryrun: install
 	$(BIN)/snakemake -n --configfile workflow/config/$(PROFILE).yaml

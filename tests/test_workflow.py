@@ -237,3 +237,21 @@ def test_interim_lists_only_complete_runs_and_rejects_bad_profile(tmp_path, caps
     assert interim.complete_runs("paper", root=tmp_path) == []
     assert interim.main("full") == 2
     assert "profile='full' is not allowed" in capsys.readouterr().err
+
+
+def test_report_fills_generated_blocks_and_refuses_missing_files(tmp_path):
+    import report
+
+    (tmp_path / "table1.md").write_text("| a |\n|---|\n| 1 |\n")
+    text = "intro\n<!-- generated:table1 -->\nPending.\n<!-- /generated:table1 -->\nend\n"
+    filled, names = report.fill(text, tmp_path)
+    assert names == ["table1"]
+    assert filled.startswith("intro\n<!-- generated:table1 -->\n<!-- from ")
+    assert filled.endswith(
+        "table1.md by workflow/scripts/report.py -->\n| a |\n|---|\n| 1 |\n<!-- /generated:table1 -->\nend\n"
+    )
+    assert report.fill(filled, tmp_path)[0] == filled  # filling again changes nothing
+    with pytest.raises(report.ReportError, match="claims.md"):
+        report.fill(text + "<!-- generated:claims -->\n<!-- /generated:claims -->\n", tmp_path)
+    with pytest.raises(report.ReportError, match="no <!-- generated"):
+        report.fill("nothing to fill\n", tmp_path)
