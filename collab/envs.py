@@ -30,9 +30,11 @@ evaluation environments use ``agent_offset=None`` so every agent meets the same 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -56,30 +58,39 @@ def derive_seed(seed: int, purpose: str, *indices: int) -> int:
     return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
 
 
-@functools.lru_cache(maxsize=1)
-def envpool_ids() -> frozenset[str] | None:
-    """Environment ids envpool offers, or None when envpool is not installed (warns once)."""
+@contextlib.contextmanager
+def keep_plotting_env() -> Iterator[None]:
+    """Restore MPLBACKEND / MPLCONFIGDIR on exit: envpool sets MPLBACKEND=Agg when imported, which
+    would silence the user's (e.g. Jupyter's inline) plotting and that of kernels started later."""
     saved = {k: os.environ.get(k) for k in _ENV_VARS_ENVPOOL_SETS}
     try:
-        # envpool imports matplotlib with MPLBACKEND=Agg; importing it first keeps the backend the
-        # user's (e.g. Jupyter's inline backend)
-        import matplotlib  # noqa: F401
-    except ImportError:
-        pass
-    try:
-        import envpool  # noqa: F401
-    except ImportError:
-        warnings.warn(
-            "envpool is not installed: using gymnasium.vector (slower, same results layout)",
-            stacklevel=2,
-        )
-        return None
+        yield
     finally:
-        for k, v in saved.items():  # envpool sets MPLBACKEND=Agg on import: keep the user's plotting
+        for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@functools.lru_cache(maxsize=1)
+def envpool_ids() -> frozenset[str] | None:
+    """Environment ids envpool offers, or None when envpool is not installed (warns once)."""
+    with keep_plotting_env():
+        try:
+            # envpool imports matplotlib with MPLBACKEND=Agg; importing it first keeps the backend
+            # the user's (e.g. Jupyter's inline backend)
+            import matplotlib  # noqa: F401
+        except ImportError:
+            pass
+        try:
+            import envpool  # noqa: F401
+        except ImportError:
+            warnings.warn(
+                "envpool is not installed: using gymnasium.vector (slower, same results layout)",
+                stacklevel=2,
+            )
+            return None
     import envpool
 
     return frozenset(envpool.list_all_envs())

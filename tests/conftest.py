@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from collab.envs import keep_plotting_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Train-notebook parameters for runs that take seconds (CartPole, 20-step episodes).
@@ -25,15 +27,9 @@ TINY = {
 
 @pytest.fixture(autouse=True)
 def _keep_matplotlib_env():
-    """Undo environment variables a test's imports set (envpool sets MPLBACKEND=Agg on import):
-    nbval's kernels, started later in the same session, would inherit them and draw nothing."""
-    saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "MPLCONFIGDIR")}
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    """A test that imports envpool directly must not leave MPLBACKEND=Agg to nbval's later kernels."""
+    with keep_plotting_env():
+        yield
 
 
 @pytest.fixture(scope="session")
