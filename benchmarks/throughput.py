@@ -5,6 +5,7 @@ Usage::
     python benchmarks/throughput.py                 # full run (~15 min on 2 cores)
     python benchmarks/throughput.py --quick         # ~2 min smoke version (1 repeat, short timings)
     python benchmarks/throughput.py --envs Acrobot-v1 LunarLander-v3 --ns 1 8 --repeats 5
+    python benchmarks/throughput.py --envs Acrobot-v1 --ppo num_envs=16 --out /tmp/acrobot16
 
 One process, ``torch.set_num_threads(1)``. For every environment and population size n it measures,
 side by side and round-robin over the repeats (so load drift on a shared machine hits all of them alike):
@@ -28,7 +29,9 @@ Each measurement is repeated (median reported). Writes ``benchmarks/results/thro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import json
 import os
 import platform
 import statistics
@@ -45,7 +48,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from collab.config import PPOConfig, ppo_config_for
+from collab.config import ConfigError, PPOConfig, ppo_config_for
 from collab.envs import ENVPOOL_IDS, PopulationEnv, derive_seed
 from collab.ppo import PopulationPPO
 from collab.results import atomic_write_csv, atomic_write_text, markdown_table
@@ -312,11 +315,45 @@ def sb3_sequential(env_id: str, cfg: PPOConfig, n: int, seconds_per_agent: float
 
 
 # -- driver ----------------------------------------------------------------------------------------
+def ppo_config(env_id: str, overrides: dict[str, object] | None = None) -> PPOConfig:
+    """The environment's PPO settings with ``overrides`` (``--ppo FIELD=VALUE``) applied and checked."""
+    cfg = ppo_config_for(env_id)
+    unknown = sorted(set(overrides or {}) - {f.name for f in dataclasses.fields(PPOConfig)})
+    if unknown:
+        allowed = ", ".join(f.name for f in dataclasses.fields(PPOConfig))
+        raise SystemExit(f"--ppo: unknown PPO setting(s) {unknown}; allowed: {allowed}")
+    cfg = dataclasses.replace(cfg, **(overrides or {}))
+    try:
+        cfg.validate()
+    except ConfigError as e:
+        raise SystemExit(f"--ppo: {e}") from None
+    return cfg
+
+
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """``["num_envs=16", "anneal_lr=true"]`` -> ``{"num_envs": 16, "anneal_lr": True}`` (JSON values)."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--ppo: {item!r} is not FIELD=VALUE (e.g. num_envs=16)")
+        try:
+            out[key] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--ppo: value of {key} must be a number or true/false, got {value!r}") from None
+    return out
+
+
 def bench_env(
-    env_id: str, ns: list[int], repeats: int, min_time: float, log: Callable[[str], None]
+    env_id: str,
+    ns: list[int],
+    repeats: int,
+    min_time: float,
+    log: Callable[[str], None],
+    overrides: dict[str, object] | None = None,
 ) -> list[dict]:
     """All measurements of one environment, round-robin over repeats; returns CSV rows."""
-    cfg = ppo_config_for(env_id)
+    cfg = ppo_config(env_id, overrides)
     pixels = "CarRacing" in env_id
     ms: list[Measurement] = []
     for n in ns:
@@ -416,7 +453,13 @@ def main(argv: list[str] | None = None) -> int:
         "--sb3-sequential-env", default="Acrobot-v1", help="env for the 2-agents-one-after-another SB3 check"
     )
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for throughput.csv/.md")
+    p.add_argument(
+        "--ppo", nargs="*", default=[], metavar="FIELD=VALUE", help="PPO settings to override (ours and SB3)"
+    )
     args = p.parse_args(argv)
+    overrides = parse_overrides(args.ppo)
+    for env_id in args.envs:
+        ppo_config(env_id, overrides)  # bad overrides fail before anything runs
     ns = args.ns or ([1, 8] if args.quick else [1, 2, 4, 8])
     repeats = args.repeats or (1 if args.quick else 3)
     min_time = args.min_time or (0.3 if args.quick else 1.5)
@@ -432,14 +475,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for env_id in args.envs:
         log(f"{env_id}: setting up and warming up")
-        rows += bench_env(env_id, ns, repeats, min_time, log)
+        rows += bench_env(env_id, ns, repeats, min_time, log, overrides)
     seq_line = ""
     if not args.quick and args.sb3_sequential_env:
         env_id = args.sb3_sequential_env
-        rate = sb3_sequential(env_id, ppo_config_for(env_id), 2, 2 * min_time)
+        seq_cfg = ppo_config(env_id, overrides)
+        rate = sb3_sequential(env_id, seq_cfg, 2, 2 * min_time)
         single = next((r["sps_median"] for r in rows if r["env_id"] == env_id and r["kind"] == "sb3"), None)
         rows.append(
-            {"env_id": env_id, "kind": "sb3_sequential", "n": 2, "pool": ppo_config_for(env_id).num_envs,
+            {"env_id": env_id, "kind": "sb3_sequential", "n": 2, "pool": seq_cfg.num_envs,
              "counted": "agent_steps", "frames_per_step": 1, "sps_median": rate, "sps_min": rate,
              "sps_max": rate, "repeats": 1, "sps_cpu_median": float("nan"), "env_step_share": float("nan"),
              "update_share": float("nan")}
@@ -470,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         "Steps are agent steps (one decision of one agent in one environment); on CarRacing-v3 one agent "
         "step is 2 frames (frame skip 2), while the envpool raw column counts frames. SB3 aggregate = one "
         "SB3 agent's rate: training n agents one after another runs at that same aggregate rate.\n"
+        + (f"PPO settings overridden (ours and SB3 alike): {overrides}.\n" if overrides else "")
     )
     md = (
         "# Training throughput\n\n" + header + ("\n" + seq_line if seq_line else "")
