@@ -479,6 +479,37 @@ def save_table1(table: pd.DataFrame, out_dir: str | os.PathLike, decimals: int =
     return paths
 
 
+def selection_check(final: pd.DataFrame) -> pd.DataFrame:
+    """How well the selected checkpoints' validation returns predicted their final evaluation.
+
+    Selection takes the highest validation return of many (agents x rounds) checkpoints, each
+    validated on a few fixed episodes, so the winner's validation return overestimates its
+    evaluation (the winner's curse). Per env_id and setup (paper order): n_seeds, ``val_selected``
+    (mean over seeds of the selected checkpoint's validation return), ``eval`` (mean over seeds of
+    its mean evaluation return, as Table 1), ``gap`` = eval - val_selected, ``seeds_below`` (seeds
+    whose evaluation mean is below their selected validation return) and ``worst_episode`` (the
+    lowest single evaluation episode).
+    """
+    check_columns(final, "final.csv")
+    per_seed = final.groupby(RUN_KEYS, sort=False).agg(
+        val=("selected_val_return", "first"), ev=("return", "mean"), worst=("return", "min")
+    )
+    per_seed = per_seed.reset_index()
+    per_seed["below"] = per_seed["ev"] < per_seed["val"]
+    rows = per_seed.groupby(["env_id", "setup"], sort=False).agg(
+        n_seeds=("seed", "size"),
+        val_selected=("val", "mean"),
+        eval=("ev", "mean"),
+        seeds_below=("below", "sum"),
+        worst_episode=("worst", "min"),
+    )
+    rows = rows.reset_index()
+    rows["gap"] = rows["eval"] - rows["val_selected"]
+    rows["seeds_below"] = rows["seeds_below"].astype(int)
+    cols = ["env_id", "setup", "n_seeds", "val_selected", "eval", "gap", "seeds_below", "worst_episode"]
+    return _order(rows[cols])
+
+
 # --------------------------------------------------------------------------------------------
 # Figure 1: learning curves
 

@@ -399,3 +399,36 @@ def test_run_costs_hand_computed():
     assert (c2["runs"], c2["mean_s"], c2["total_s"], c2["env_steps"]) == (2, 4.0, 8.0, (460 + 640) / 2)
     assert got.iloc[2]["runs"] == 3 and got.iloc[2]["total_s"] == 10.0
     assert got.iloc[4]["total_s"] == 7.0
+
+
+def test_selection_check_hand_computed():
+    def rows(setup, seed, val, returns):
+        return [
+            {
+                "env_id": "Taxi-v4",
+                "strategy": setup.split("_")[0],
+                "n_agents": 2,
+                "seed": seed,
+                "setup": setup,
+                "selected_agent": 0,
+                "selected_round": 3,
+                "selected_val_return": val,
+                "eval_episode": i,
+                "return": r,
+            }
+            for i, r in enumerate(returns)
+        ]
+
+    final = frame(
+        "final.csv",
+        rows("collaborative_2", 0, 9.0, [8.0, 10.0])  # eval 9.0: not below
+        + rows("collaborative_2", 1, 7.0, [6.0, -200.0])  # eval -97.0: below, worst episode -200
+        + rows("independent", 0, 5.0, [6.0, 8.0]),
+    )
+    got = A.selection_check(final)
+    assert got["setup"].tolist() == ["independent", "collaborative_2"]  # paper order
+    c2 = got.iloc[1]
+    assert c2["n_seeds"] == 2 and c2["val_selected"] == 8.0 and c2["eval"] == -44.0
+    assert c2["gap"] == -52.0 and c2["seeds_below"] == 1 and c2["worst_episode"] == -200.0
+    ind = got.iloc[0]
+    assert (ind["eval"], ind["gap"], ind["seeds_below"], ind["worst_episode"]) == (7.0, 2.0, 0, 6.0)
