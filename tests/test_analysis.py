@@ -304,6 +304,27 @@ def test_reward_claim_holds_and_fails():
     assert c.loc["CarRacing-v3", "verdict"] == "does not hold"
 
 
+def test_ranking_claims_against_both_baselines():
+    rows = []
+    for s in range(3):
+        rows += [("Taxi-v4", "independent", s, [-20.0 + s] * 10)]
+        rows += [("Taxi-v4", "sequential", s, [8.0 + s] * 10)]
+        rows += [("Taxi-v4", "collaborative_8", s, [-10.0 + s] * 10)]  # above independent, below sequential
+    c = A.claim_reward(
+        _final(rows), target=0.0, envs=["Taxi-v4"], setups=["collaborative_8"], baseline="sequential"
+    )
+    assert (
+        c.loc[0, "estimate"] == pytest.approx((-9.0 - 9.0) / 9.0) and c.loc[0, "verdict"] == "does not hold"
+    )
+    curves = _curves({(e, st, sd): [[r[0], r[0]]] for e, st, sd, r in rows})
+    detail, summary = A.claims(curves, _final(rows), n_boot=200)
+    s = summary.set_index("claim")["verdict"]
+    assert s["8 agents score higher than independent (Table 1, every env)"] == "holds"
+    assert s["8 agents score higher than sequential (Table 1, every env)"] == "does not hold"
+    ind = detail[detail["claim"] == "8 agents score higher than independent (Table 1)"].iloc[0]
+    assert ind["estimate"] == pytest.approx((-9.0 + 19.0) / 19.0)
+
+
 def test_verdict_rules():
     assert A.verdict(0.5, 0.7, 0.4) == "holds"
     assert A.verdict(0.1, 0.3, 0.4) == "does not hold"
@@ -318,19 +339,19 @@ def test_verdict_rules():
 def test_claims_on_synthetic_and_single_seed():
     data = A.synthetic_results(seeds=[0, 1, 2], rounds=6)
     detail, summary = A.claims(data.curves, data.final, n_boot=500)
-    assert len(summary) == 4 and set(summary["verdict"]) <= {"holds", "does not hold", "inconclusive"}
+    assert len(summary) == 6 and set(summary["verdict"]) <= {"holds", "does not hold", "inconclusive"}
     assert set(detail["setup"]) == set(A.COLLAB_SETUPS)
     one = A.synthetic_results(envs=["CarRacing-v3"], seeds=[0], rounds=4)
     detail, summary = A.claims(one.curves, one.final, n_boot=200)
     assert set(detail["verdict"]) == {"inconclusive"}  # one seed: CI undefined
-    assert list(summary["verdict"]) == ["inconclusive"] * 4
+    assert list(summary["verdict"]) == ["inconclusive"] * 6
 
 
 def test_missing_setups_handled():
     data = A.synthetic_results(envs=["Taxi-v4"], setups=["collaborative_4"], seeds=[0, 1], rounds=3)
     detail, summary = A.claims(data.curves, data.final, n_boot=100)
-    assert detail.empty and list(summary["cells"]) == [0, 0, 0, 0]
-    assert list(summary["verdict"]) == ["inconclusive"] * 4
+    assert detail.empty and list(summary["cells"]) == [0] * 6
+    assert list(summary["verdict"]) == ["inconclusive"] * 6
     t = A.table1(data.final)
     assert t["n_seeds"].sum() == 2
 
