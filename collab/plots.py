@@ -81,22 +81,40 @@ def _draw_curves(ax: Axes, stats: pd.DataFrame, setups: Sequence[str], legend: b
         ax.legend(fontsize=8)
 
 
+def _clip_sequential(ax: Axes, stats: pd.DataFrame) -> None:
+    """Limit x to the population setups' range; note where the sequential curve (n x k) goes on."""
+    others = stats.loc[stats["setup"] != "sequential", "x"]
+    seq = stats.loc[stats["setup"] == "sequential", "x"]
+    if others.empty or seq.empty or seq.max() <= others.max():
+        return
+    ax.set_xlim(0, others.max())
+    ax.text(
+        0.98, 0.03, f"sequential continues to {seq.max():,.0f}", ha="right", va="bottom",
+        fontsize=7, color=_color("sequential"), transform=ax.transAxes,
+    )  # fmt: skip
+
+
 def plot_figure1(
     curve_stats: pd.DataFrame,
     env_id: str = "CarRacing-v3",
     setups: Sequence[str] = SETUPS,
     x_label: str = "training episodes per agent",
     ax: Axes | None = None,
+    clip_sequential: bool = False,
 ) -> Figure:
     """Figure 1: one environment's mean validation return over training, 95% CI band, one line per setup.
 
-    ``curve_stats`` is :func:`collab.analysis.learning_curves`.
+    ``curve_stats`` is :func:`collab.analysis.learning_curves`. ``clip_sequential``: show x only up
+    to the longest population setup (sequential's single agent trains n x k episodes per agent,
+    which would squeeze the other curves into the first 1/n of the axis); a note gives its end.
     """
     fig, ax = _axes(ax)
     stats = curve_stats[curve_stats["env_id"] == env_id]
     if stats.empty:
         ax.text(0.5, 0.5, f"no data for {env_id}", ha="center", va="center", transform=ax.transAxes)
     _draw_curves(ax, stats, setups)
+    if clip_sequential:
+        _clip_sequential(ax, stats)
     ax.set_title(f"{_title(env_id)}: mean validation return (95% CI over seeds)", fontsize=10)
     ax.set_xlabel(x_label)
     ax.set_ylabel("validation return")
@@ -108,12 +126,19 @@ def plot_figure1_grid(
     envs: Sequence[str] = ENVS,
     setups: Sequence[str] = SETUPS,
     x_label: str = "training episodes per agent",
+    clip_sequential: bool = False,
 ) -> Figure:
-    """Figure 1 for every environment: a 2x3 grid of learning-curve panels (shared legend)."""
+    """Figure 1 for every environment: a 2x3 grid of learning-curve panels (shared legend).
+
+    ``clip_sequential`` as in :func:`plot_figure1`, per panel.
+    """
     envs = _present(curve_stats, envs) or list(envs)
     fig, axes = _grid(len(envs))
     for ax, env in zip(axes.flat, envs, strict=False):
-        _draw_curves(ax, curve_stats[curve_stats["env_id"] == env], setups, legend=False)
+        stats = curve_stats[curve_stats["env_id"] == env]
+        _draw_curves(ax, stats, setups, legend=False)
+        if clip_sequential:
+            _clip_sequential(ax, stats)
         ax.set_title(_title(env), fontsize=10)
         ax.set_xlabel(x_label, fontsize=8)
         ax.set_ylabel("validation return", fontsize=8)

@@ -84,3 +84,19 @@ def test_share_timeline_empty_frame(tmp_path):
     P.save_figure(fig, "empty", tmp_path)
     fig = P.plot_learning_curves(pd.DataFrame(columns=SCHEMA["curves.csv"]))
     assert isinstance(fig, Figure)
+
+
+def test_figure1_clip_sequential_limits_x_and_notes_the_end():
+    rows = []
+    for setup, xs in (("independent", [10, 20, 30]), ("sequential", [10, 100, 240])):
+        for x in xs:
+            rows.append({"env_id": "Acrobot-v1", "setup": setup, "x": x, "mean": -100.0, "ci_low": -110.0,
+                         "ci_high": -90.0})  # fmt: skip
+    lc = pd.DataFrame(rows)
+    ax = P.plot_figure1(lc, env_id="Acrobot-v1", clip_sequential=True).axes[0]
+    assert ax.get_xlim() == (0.0, 30.0)
+    assert [t.get_text() for t in ax.texts] == ["sequential continues to 240"]
+    ax = P.plot_figure1(lc, env_id="Acrobot-v1").axes[0]  # default: the whole sequential run
+    assert ax.get_xlim()[1] >= 240 and not ax.texts
+    grid = P.plot_figure1_grid(lc, clip_sequential=True)
+    assert grid.axes[0].get_xlim() == (0.0, 30.0)
