@@ -1,0 +1,98 @@
+"""Returns of a uniform random policy per environment: the floor that learning is judged against.
+
+Usage: python benchmarks/random_policy.py [ENV_ID ...] [--episodes N]
+
+Each environment is built as training builds it (``PopulationEnv`` with the environment's PPO
+preprocessing: CarRacing's frame skip 2; Taxi's action masks), and every episode runs to its end
+(termination or the default time limit) under uniformly random actions: uniform in the Box bounds,
+uniform over the actions (Taxi: also uniform over the legal actions only, the masked agents' choice
+set). Episodes are seeded apart from training, validation and evaluation (purpose ``"random"``).
+Writes ``benchmarks/results/random_policy.{csv,md}`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from collab.config import PAPER_ENVS, ppo_config_for
+from collab.envs import PopulationEnv
+from collab.results import atomic_write_csv, atomic_write_text, markdown_table
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def random_returns(env_id: str, episodes: int, masked: bool = False, seed: int = 0) -> np.ndarray:
+    """Returns of ``episodes`` episodes (one per environment, run in parallel) under random actions."""
+    cfg = ppo_config_for(env_id)
+    env = PopulationEnv(
+        env_id, 1, episodes, seed, purpose="random", frame_skip=cfg.frame_skip,
+        frame_stack=cfg.frame_stack, image_size=cfg.image_size, action_masks=masked,
+    )  # fmt: skip
+    spec = env.spec
+    gen = torch.Generator().manual_seed(seed)
+    low, high = torch.tensor(spec.action_low), torch.tensor(spec.action_high)
+    env.reset()
+    out = np.full(episodes, np.nan)
+    while np.isnan(out).any():
+        if spec.discrete:
+            legal = (
+                env.action_mask() if masked else torch.ones(1, episodes, spec.action_dim, dtype=torch.bool)
+            )
+            action = torch.multinomial(legal[0].float(), 1, generator=gen).view(1, episodes)
+        else:
+            u = torch.rand(1, episodes, spec.action_dim, generator=gen)
+            action = low + (high - low) * u
+        _, _, _, _, ep_ret = env.step(action)
+        new = np.isnan(out) & ~np.isnan(ep_ret[0])
+        out[new] = ep_ret[0][new]
+    env.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("envs", nargs="*", default=list(PAPER_ENVS))
+    p.add_argument("--episodes", type=int, default=30, help="episodes per environment (CarRacing: a third)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    if args.episodes < 2:
+        sys.exit(f"--episodes={args.episodes} is not allowed: at least 2")
+    torch.set_num_threads(1)
+    rows = []
+    for env_id in args.envs:
+        n = max(2, args.episodes // 3) if "CarRacing" in env_id else args.episodes
+        variants = [("uniform", False)]
+        if ppo_config_for(env_id).mask_actions:
+            variants.append(("uniform over legal actions", True))
+        for policy, masked in variants:
+            r = random_returns(env_id, n, masked)
+            rows.append(
+                {"env_id": env_id, "policy": policy, "episodes": n, "mean": r.mean(), "std": r.std(ddof=1),
+                 "min": r.min(), "max": r.max()}
+            )  # fmt: skip
+            print(
+                f"{env_id:18s} {policy:28s} {r.mean():9.1f} +- {r.std(ddof=1):.1f} ({n} episodes)", flush=True
+            )
+    df = pd.DataFrame(rows)
+    atomic_write_csv(args.out / "random_policy.csv", df.round(2))
+    md = (
+        "# Random-policy returns\n\n`python benchmarks/random_policy.py` (seed 0; each episode runs to its "
+        "end under uniformly random actions, environments built as for training).\n\n"
+        + markdown_table(df, ".1f")
+    )
+    atomic_write_text(args.out / "random_policy.md", md)
+    print()
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("ignore", category=UserWarning)
+    sys.exit(main())
