@@ -1,0 +1,59 @@
+"""Benchmark helpers whose numbers the reports quote (benchmarks/ is not a package: loaded by path)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):  # noqa: ANN202 - a module
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[f"bench_{name}"] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_random_policy_returns():
+    rp = _load("random_policy")
+    acro = rp.random_returns("Acrobot-v1", 3)
+    assert acro.tolist() == [-500.0] * 3  # a random Acrobot policy never swings up: 500 steps of -1
+    legal = rp.random_returns("Taxi-v4", 8, masked=True)
+    # legal actions only: -1 per step, +20 on delivery, never -10; time limit 200 steps
+    assert legal.min() >= -200 and np.all(legal == np.round(legal))
+    anything = rp.random_returns("Taxi-v4", 8)
+    assert anything.mean() < legal.mean()  # illegal pick-ups/drop-offs cost -10
+    np.testing.assert_array_equal(rp.random_returns("Taxi-v4", 8, masked=True), legal)  # seeded
+
+
+def test_random_policy_rejects_too_few_episodes(tmp_path):
+    rp = _load("random_policy")
+    with pytest.raises(SystemExit, match="--episodes=1 is not allowed"):
+        rp.main(["Acrobot-v1", "--episodes", "1", "--out", str(tmp_path)])
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "items,message",
+    [
+        (["num_env=3"], "unknown PPO setting"),
+        (["num_envs=0"], "num_envs=0 is not allowed"),
+        (["x"], "FIELD=VALUE"),
+    ],
+)
+def test_throughput_rejects_bad_overrides(items, message):
+    tp = _load("throughput")
+    with pytest.raises(SystemExit, match=message):
+        tp.ppo_config("Acrobot-v1", tp.parse_overrides(items))
+
+
+def test_throughput_overrides_apply():
+    tp = _load("throughput")
+    cfg = tp.ppo_config("Acrobot-v1", tp.parse_overrides(["num_envs=16", "anneal_lr=true"]))
+    assert cfg.num_envs == 16 and cfg.anneal_lr is True and cfg.gae_lambda == 0.94  # the rest: Acrobot's
