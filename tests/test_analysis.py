@@ -234,6 +234,29 @@ def test_convergence_threshold_and_censoring():
     assert s.loc["collaborative_2", "mean_reached"] == 200 and s.loc["collaborative_2", "ci_low"] == 200
 
 
+def test_learning_curves_match_seeds_by_round_not_x():
+    curves = _curves({("Acrobot-v1", "independent", s): [[-300.0 + 100 * s, -100.0]] for s in (0, 1)})
+    curves.loc[(curves["seed"] == 1) & (curves["round"] == 1), "episode"] = 103  # overshoot in seed 1
+    lc = A.learning_curves(curves)
+    assert lc["round"].tolist() == [1, 2] and lc["n_seeds"].tolist() == [2, 2]
+    assert lc["x"].tolist() == [101.5, 200.0] and lc["mean"].tolist() == [-250.0, -100.0]
+    thr = A.convergence_thresholds(curves).iloc[0]
+    assert thr["lo"] == -250.0  # the seed mean; per x, seed 0's -300 would stand alone
+
+
+def test_convergence_threshold_ignores_sequential_beyond_the_population_budget():
+    curves = _curves(
+        {
+            ("Taxi-v4", "independent", 0): [[-200.0, -50.0]],  # budget: 200 episodes per agent
+            ("Taxi-v4", "sequential", 0): [[-200.0, -100.0, -20.0, 8.0]],  # 8.0 only at 400
+        }
+    )
+    thr = A.convergence_thresholds(curves).iloc[0]
+    assert thr["hi"] == -50.0 and thr["threshold"] == pytest.approx(-200 + 0.9 * 150)
+    only_seq = A.convergence_thresholds(curves[curves["setup"] == "sequential"]).iloc[0]
+    assert only_seq["hi"] == 8.0
+
+
 def test_convergence_claim_holds_and_fails():
     conv = A.episodes_to_threshold(_conv_curves())
     c = A.claim_convergence(conv).set_index("setup")
@@ -266,8 +289,11 @@ def test_variance_of_final_agent_returns():
     assert v.loc["collaborative_2", "std"] == pytest.approx(np.std([10, 12, 14, 16], ddof=1))
     assert v.loc["independent", "n_values"] == 4 and v.loc["independent", "n_seeds"] == 2
     c = A.claim_variance(curves).set_index("setup").loc["collaborative_2"]
-    assert c["estimate"] == pytest.approx(0.8)
-    assert c["target"] == 0.30  # CarRacing is a complex task
+    assert (
+        c["estimate"] == pytest.approx(0.8) and c["target"] == 0.25 and c["claim"] == "variance >=25% lower"
+    )
+    c30 = A.claim_variance(curves, target=0.30, envs=A.COMPLEX_ENVS).set_index("setup").loc["collaborative_2"]
+    assert c30["estimate"] == pytest.approx(0.8) and c30["claim"] == "variance >=30% lower"
 
 
 def test_variance_claim_clearly_fails():
@@ -318,11 +344,18 @@ def test_ranking_claims_against_both_baselines():
     )
     curves = _curves({(e, st, sd): [[r[0], r[0]]] for e, st, sd, r in rows})
     detail, summary = A.claims(curves, _final(rows), n_boot=200)
-    s = summary.set_index("claim")["verdict"]
-    assert s["8 agents score higher than independent (Table 1, every env)"] == "holds"
-    assert s["8 agents score higher than sequential (Table 1, every env)"] == "does not hold"
+    line = summary.set_index("claim").loc["8 agents score higher than independent (Table 1, every env)"]
+    # holds in Taxi, but the other five environments are missing: an "every env" claim cannot hold
+    assert (line["cells"], line["missing"], line["holds"], line["verdict"]) == (6, 5, 1, "inconclusive")
     ind = detail[detail["claim"] == "8 agents score higher than independent (Table 1)"].iloc[0]
-    assert ind["estimate"] == pytest.approx((-9.0 + 19.0) / 19.0)
+    assert ind["estimate"] == pytest.approx((-9.0 + 19.0) / 19.0) and ind["verdict"] == "holds"
+    # the same numbers in all six environments
+    every = [(env, *r[1:]) for env in A.ENVS for r in rows]
+    curves = _curves({(e, st, sd): [[r[0], r[0]]] for e, st, sd, r in every})
+    s = A.claims(curves, _final(every), n_boot=200)[1].set_index("claim")
+    assert s.loc["8 agents score higher than independent (Table 1, every env)", "verdict"] == "holds"
+    assert s.loc["8 agents score higher than sequential (Table 1, every env)", "verdict"] == "does not hold"
+    assert s.loc["8 agents score higher than sequential (Table 1, every env)", "missing"] == 0
 
 
 def test_verdict_rules():
@@ -350,7 +383,8 @@ def test_claims_on_synthetic_and_single_seed():
 def test_missing_setups_handled():
     data = A.synthetic_results(envs=["Taxi-v4"], setups=["collaborative_4"], seeds=[0, 1], rounds=3)
     detail, summary = A.claims(data.curves, data.final, n_boot=100)
-    assert detail.empty and list(summary["cells"]) == [0] * 6
+    assert detail.empty and list(summary["cells"]) == [18, 2, 6, 2, 6, 6]  # the cells each claim names
+    assert list(summary["missing"]) == list(summary["cells"])
     assert list(summary["verdict"]) == ["inconclusive"] * 6
     t = A.table1(data.final)
     assert t["n_seeds"].sum() == 2
