@@ -143,10 +143,16 @@ class UCBSharer:
         self.rng = np.random.default_rng(self.seed)
 
     def record_round(self, returns: list[list[float]]) -> None:
-        """Add round k's training-episode returns of every agent (k advances by one)."""
+        """Add round k's training-episode returns of every agent (k advances by one).
+
+        ``last_round``: an agent that ended no episode this round (its earlier overshoot already
+        covered the round) keeps its previous round's estimate instead of an empty mean of 0.
+        """
         self.k += 1
         for a, r in enumerate(returns):
             if self.reward_estimate == "last_round":
+                if len(r) == 0:
+                    continue
                 self.sum[a], self.count[a], self.rounds[a] = 0.0, 0, 0
             self.sum[a] += float(np.sum(r))
             self.count[a] += len(r)

@@ -129,6 +129,12 @@ def test_last_round_estimate():
     s.decide(1)
     s.record_round([[0.0], [1.0]])
     assert s.means().tolist() == [0.0, 1.0]
+    # a round without episodes (overshoot covered it) keeps the last estimate, not an empty mean 0
+    e = UCBSharer(2, reward_estimate="last_round", c=0.0)
+    e.record_round([[-50.0], [-80.0]])
+    e.record_round([[-40.0], []])
+    assert e.means().tolist() == [-40.0, -80.0]
+    assert (e.decide(2) == [0, 0]).all()  # agent 1 copies the better agent 0, not the other way
 
 
 def _population(n: int = 3) -> tuple[PopulationPPO, PopulationEnv]:
