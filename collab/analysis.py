@@ -132,6 +132,12 @@ ENV_RANGES: dict[str, EnvRange] = {
 }
 
 
+#: Return of an episode that failed outright: it ran to the time limit without reaching the goal
+#: (Acrobot: 500 steps of -1, never swung up; Taxi: 200 steps of -1, never delivered, or worse
+#: with illegal actions). Used by :func:`selection_check` to count failed evaluation episodes.
+FAILURE_RETURNS: dict[str, float] = {"Acrobot-v1": -500.0, "Taxi-v4": -200.0}
+
+
 def env_ranges_frame() -> pd.DataFrame:
     """ENV_RANGES as a table (env_id, lower, upper, upper_kind, source)."""
     rows = [{"env_id": env, **r._asdict()} for env, r in ENV_RANGES.items()]
@@ -487,12 +493,22 @@ def selection_check(final: pd.DataFrame) -> pd.DataFrame:
     evaluation (the winner's curse). Per env_id and setup (paper order): n_seeds, ``val_selected``
     (mean over seeds of the selected checkpoint's validation return), ``eval`` (mean over seeds of
     its mean evaluation return, as Table 1), ``gap`` = eval - val_selected, ``seeds_below`` (seeds
-    whose evaluation mean is below their selected validation return) and ``worst_episode`` (the
-    lowest single evaluation episode).
+    whose evaluation mean is below their selected validation return), ``worst_episode`` (the
+    lowest single evaluation episode), and where the environment has a failure return
+    (``FAILURE_RETURNS``: Acrobot, Taxi) ``failed_episodes`` (evaluation episodes at or below it,
+    over all seeds) and ``eval_others`` (the mean of the other episodes); elsewhere 0 and ``eval``.
     """
     check_columns(final, "final.csv")
+    fail_at = final["env_id"].map(FAILURE_RETURNS)
+    failed = final["return"] <= fail_at  # NaN threshold: never failed
+    final = final.assign(_failed=failed, _other=final["return"].where(~failed))
     per_seed = final.groupby(RUN_KEYS, sort=False).agg(
-        val=("selected_val_return", "first"), ev=("return", "mean"), worst=("return", "min")
+        val=("selected_val_return", "first"),
+        ev=("return", "mean"),
+        worst=("return", "min"),
+        failed=("_failed", "sum"),
+        other_sum=("_other", "sum"),
+        other_n=("_other", "count"),
     )
     per_seed = per_seed.reset_index()
     per_seed["below"] = per_seed["ev"] < per_seed["val"]
@@ -502,11 +518,17 @@ def selection_check(final: pd.DataFrame) -> pd.DataFrame:
         eval=("ev", "mean"),
         seeds_below=("below", "sum"),
         worst_episode=("worst", "min"),
+        failed_episodes=("failed", "sum"),
+        other_sum=("other_sum", "sum"),
+        other_n=("other_n", "sum"),
     )
     rows = rows.reset_index()
     rows["gap"] = rows["eval"] - rows["val_selected"]
     rows["seeds_below"] = rows["seeds_below"].astype(int)
+    rows["failed_episodes"] = rows["failed_episodes"].astype(int)
+    rows["eval_others"] = rows["other_sum"] / rows["other_n"].where(rows["other_n"] > 0)
     cols = ["env_id", "setup", "n_seeds", "val_selected", "eval", "gap", "seeds_below", "worst_episode"]
+    cols += ["failed_episodes", "eval_others"]
     return _order(rows[cols])
 
 

@@ -485,5 +485,12 @@ def test_selection_check_hand_computed():
     c2 = got.iloc[1]
     assert c2["n_seeds"] == 2 and c2["val_selected"] == 8.0 and c2["eval"] == -44.0
     assert c2["gap"] == -52.0 and c2["seeds_below"] == 1 and c2["worst_episode"] == -200.0
+    assert c2["failed_episodes"] == 1 and c2["eval_others"] == 8.0  # Taxi's -200: never delivered
     ind = got.iloc[0]
     assert (ind["eval"], ind["gap"], ind["seeds_below"], ind["worst_episode"]) == (7.0, 2.0, 0, 6.0)
+    assert ind["failed_episodes"] == 0 and ind["eval_others"] == 7.0
+    other_env = A.selection_check(final.assign(env_id="Pendulum-v1"))  # no failure return: none counted
+    assert other_env["failed_episodes"].tolist() == [0, 0] and other_env["eval_others"].tolist() == [
+        7.0,
+        -44.0,
+    ]
