@@ -485,7 +485,7 @@ def save_table1(table: pd.DataFrame, out_dir: str | os.PathLike, decimals: int =
     return paths
 
 
-def selection_check(final: pd.DataFrame) -> pd.DataFrame:
+def selection_check(final: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
     """How well the selected checkpoints' validation returns predicted their final evaluation.
 
     Selection takes the highest validation return of many (agents x rounds) checkpoints, each
@@ -497,6 +497,8 @@ def selection_check(final: pd.DataFrame) -> pd.DataFrame:
     lowest single evaluation episode), and where the environment has a failure return
     (``FAILURE_RETURNS``: Acrobot, Taxi) ``failed_episodes`` (evaluation episodes at or below it,
     over all seeds) and ``eval_others`` (the mean of the other episodes); elsewhere 0 and ``eval``.
+    With ``curves``, ``tied``: checkpoints per run whose validation return equals the selected one
+    (mean over seeds; selection takes the earliest of them).
     """
     check_columns(final, "final.csv")
     fail_at = final["env_id"].map(FAILURE_RETURNS)
@@ -529,6 +531,13 @@ def selection_check(final: pd.DataFrame) -> pd.DataFrame:
     rows["eval_others"] = rows["other_sum"] / rows["other_n"].where(rows["other_n"] > 0)
     cols = ["env_id", "setup", "n_seeds", "val_selected", "eval", "gap", "seeds_below", "worst_episode"]
     cols += ["failed_episodes", "eval_others"]
+    if curves is not None:
+        check_columns(curves, "curves.csv")
+        best = curves.groupby(RUN_KEYS, sort=False)["val_return"].transform("max")
+        tied = (curves["val_return"] == best).groupby([curves[k] for k in RUN_KEYS], sort=False).sum()
+        tied = tied.rename("tied").reset_index().groupby(["env_id", "setup"], sort=False)["tied"].mean()
+        rows = rows.merge(tied.reset_index(), on=["env_id", "setup"], how="left")
+        cols.append("tied")
     return _order(rows[cols])
 
 

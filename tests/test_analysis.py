@@ -489,6 +489,14 @@ def test_selection_check_hand_computed():
     ind = got.iloc[0]
     assert (ind["eval"], ind["gap"], ind["seeds_below"], ind["worst_episode"]) == (7.0, 2.0, 0, 6.0)
     assert ind["failed_episodes"] == 0 and ind["eval_others"] == 7.0
+    curves = _curves(
+        {
+            ("Taxi-v4", "collaborative_2", 0): [[9.0, 5.0], [9.0, 9.0]],  # 3 checkpoints at the best
+            ("Taxi-v4", "collaborative_2", 1): [[7.0, 1.0], [2.0, 3.0]],  # 1
+            ("Taxi-v4", "independent", 0): [[5.0, 4.0]],
+        }
+    )
+    assert A.selection_check(final, curves)["tied"].tolist() == [1.0, 2.0]
     other_env = A.selection_check(final.assign(env_id="Pendulum-v1"))  # no failure return: none counted
     assert other_env["failed_episodes"].tolist() == [0, 0] and other_env["eval_others"].tolist() == [
         7.0,
