@@ -1,0 +1,127 @@
+"""Where population training spends its time, by PyTorch operator, and how fast the activations run.
+
+Usage: python benchmarks/profile_step.py [ENV_ID] [--n 8] [--iters 5]
+
+One process, torch on one thread. Warms up with 3 ``collect_and_update`` calls (rollout + PPO
+update) of n agents, then profiles ``--iters`` more with ``torch.profiler`` and prints the operators
+by self CPU time. A second table times elementwise activations on the update's tensor shape
+[n, minibatch, 64] (median of 200 calls): tanh, the networks' activation, against sigmoid and relu.
+Writes ``benchmarks/results/profile_<ENV_ID>.md``. Shares of time are what to read: absolute times
+depend on the load of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from collab.config import ppo_config_for
+from collab.envs import PopulationEnv, derive_seed
+from collab.ppo import PopulationPPO
+from collab.results import atomic_write_text, markdown_table
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def op_table(env_id: str, n: int, iters: int, top: int = 15) -> tuple[pd.DataFrame, float]:
+    """Top operators by self CPU time over ``iters`` rollout+update calls; (table, total seconds)."""
+    cfg = ppo_config_for(env_id)
+    env = PopulationEnv(env_id, n, cfg.num_envs, 0, frame_skip=cfg.frame_skip, frame_stack=cfg.frame_stack)
+    agents = PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)])
+    quota = np.full(n, 10**9)
+    for _ in range(3):
+        agents.collect_and_update(env, quota)
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iters):
+            agents.collect_and_update(env, quota)
+    wall = time.perf_counter() - t0
+    env.close()
+    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = [
+        {
+            "operator": e.key,
+            "calls": e.count,
+            "self time share": e.self_cpu_time_total / total,
+            "us per call": e.self_cpu_time_total / max(e.count, 1),
+        }
+        for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    ]
+    return pd.DataFrame(rows), wall
+
+
+def activation_rates(shape: tuple[int, ...], calls: int = 200) -> pd.DataFrame:
+    """Median time of elementwise activations on a float32 tensor of ``shape``."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    rows = []
+    for name, fn in (
+        ("tanh", torch.tanh),
+        ("sigmoid", torch.sigmoid),
+        ("exp", torch.exp),
+        ("relu", torch.relu),
+    ):
+        times = []
+        for _ in range(10):
+            fn(x)
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        rows.append(
+            {
+                "op": name,
+                "shape": "x".join(map(str, shape)),
+                "us": med * 1e6,
+                "G elements/s": x.numel() / med / 1e9,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("env_id", nargs="?", default="Acrobot-v1")
+    p.add_argument("--n", type=int, default=8, help="agents")
+    p.add_argument("--iters", type=int, default=5, help="profiled collect_and_update calls")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    if args.n < 1 or args.iters < 1:
+        sys.exit(f"--n={args.n}, --iters={args.iters}: both must be >= 1")
+    torch.set_num_threads(1)
+    started, load = dt.datetime.now(dt.UTC), os.getloadavg()
+    ops, wall = op_table(args.env_id, args.n, args.iters)
+    cfg = ppo_config_for(args.env_id)
+    mb = cfg.num_envs * cfg.num_steps // cfg.num_minibatches
+    acts = activation_rates((args.n, mb, cfg.hidden))
+    md = (
+        f"# Operator profile: {args.env_id}, n={args.n}\n\n"
+        f"`python benchmarks/profile_step.py {args.env_id} --n {args.n} --iters {args.iters}`, "
+        f"{started:%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, 1 thread; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in load)}. {args.iters} rollout+update calls profiled "
+        f"({wall:.2f} s with the profiler on).\n\n"
+        "## PyTorch operators by self CPU time (top 15; shares of all aten operators)\n\n"
+        + markdown_table(ops, ".3f")
+        + f"\n## Elementwise activations on the update's minibatch shape [n, {mb}, {cfg.hidden}] (median)\n\n"
+        + markdown_table(acts, ".2f")
+    )
+    atomic_write_text(args.out / f"profile_{args.env_id}.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("ignore", category=UserWarning)
+    sys.exit(main())
