@@ -319,6 +319,11 @@ def _resample_clusters(clusters: list[np.ndarray], n_boot: int, rng: np.random.G
     return padded[idx].reshape(n_boot, -1)
 
 
+#: Least fraction of bootstrap resamples whose statistic is finite for a two-sample CI to be given;
+#: below it the CI is undefined (NaN, verdict inconclusive) rather than narrowed by the dropped ones.
+MIN_FINITE_BOOT = 0.95
+
+
 def two_sample_bootstrap(
     a: list[np.ndarray],
     b: list[np.ndarray],
@@ -331,8 +336,9 @@ def two_sample_bootstrap(
 
     ``a`` and ``b`` are lists of clusters (one array of values per seed); they are resampled
     independently (seeds of different setups are independent runs). ``stat`` maps two
-    (n, m)-shaped NaN-padded arrays to n statistics. With fewer than two clusters in a group the
-    CI is (nan, nan).
+    (n, m)-shaped NaN-padded arrays to n statistics. With fewer than two clusters in a group, or
+    when more than 5% of the resampled statistics are not finite (``MIN_FINITE_BOOT``), the CI is
+    (nan, nan); otherwise the few non-finite ones are left out.
     """
     a = [np.asarray(c, dtype=float) for c in a if len(c)]
     b = [np.asarray(c, dtype=float) for c in b if len(c)]
@@ -348,9 +354,10 @@ def two_sample_bootstrap(
     rb = _resample_clusters(b, n_boot, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
         boot = stat(ra, rb)
-    boot = boot[np.isfinite(boot)]
-    if boot.size == 0:
+    finite = np.isfinite(boot)
+    if finite.mean() < MIN_FINITE_BOOT:  # e.g. a baseline mean or std of 0 in many resamples
         return (point, math.nan, math.nan)
+    boot = boot[finite]
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
     return (point, float(lo), float(hi))

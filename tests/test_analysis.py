@@ -502,3 +502,16 @@ def test_selection_check_hand_computed():
         7.0,
         -44.0,
     ]
+
+
+def test_two_sample_bootstrap_undefined_when_many_resamples_are_not_finite():
+    ratio = lambda a, b: np.nanmean(a, axis=1) / np.nanmean(b, axis=1)  # noqa: E731
+    # baseline seeds 0 and 1: a resample of only the 0-seed (1 in 4 here) divides by zero
+    point, lo, hi = A.two_sample_bootstrap(
+        [np.array([1.0]), np.array([2.0])], [np.array([0.0]), np.array([1.0])], ratio
+    )
+    assert point == pytest.approx(1.5 / 0.5) and math.isnan(lo) and math.isnan(hi)
+    point, lo, hi = A.two_sample_bootstrap(
+        [np.array([1.0]), np.array([2.0])], [np.array([4.0]), np.array([2.0])], ratio
+    )
+    assert point == pytest.approx(1.5 / 3.0) and 0.25 <= lo <= hi <= 1.0  # all resamples finite
