@@ -813,19 +813,29 @@ def share_timeline(sharing: pd.DataFrame, runs: pd.DataFrame | None = None) -> p
 
 def share_counts(sharing: pd.DataFrame, final: pd.DataFrame | None = None) -> pd.DataFrame:
     """Shares per run, per env_id and setup: mean over seeds, min and max (runs without shares count 0
-    when ``final`` lists them)."""
+    when ``final`` lists them), and ``mean_sources``: the distinct agents copied from per run (mean
+    over seeds; 1 = the same agent was the source of every share of the run)."""
     check_columns(sharing, "sharing.csv")
-    per_run = sharing.groupby(RUN_KEYS).size().rename("shares").reset_index()
+    g_run = sharing.groupby(RUN_KEYS)
+    per_run = pd.concat([g_run.size().rename("shares"), g_run["source"].nunique().rename("sources")], axis=1)
+    per_run = per_run.reset_index()
     if final is not None:
         runs = final.loc[final["setup"].isin(COLLAB_SETUPS), RUN_KEYS].drop_duplicates()
-        per_run = runs.merge(per_run, on=RUN_KEYS, how="left").fillna({"shares": 0})
+        per_run = runs.merge(per_run, on=RUN_KEYS, how="left").fillna({"shares": 0, "sources": 0})
+    cols = ["env_id", "setup", "n_runs", "mean_shares", "min_shares", "max_shares", "mean_sources"]
     if per_run.empty:
-        return pd.DataFrame(columns=["env_id", "setup", "n_runs", "mean_shares", "min_shares", "max_shares"])
-    g = per_run.groupby(["env_id", "setup"])["shares"]
+        return pd.DataFrame(columns=cols)
+    g = per_run.groupby(["env_id", "setup"])
     out = pd.DataFrame(
-        {"n_runs": g.size(), "mean_shares": g.mean(), "min_shares": g.min(), "max_shares": g.max()}
+        {
+            "n_runs": g.size(),
+            "mean_shares": g["shares"].mean(),
+            "min_shares": g["shares"].min(),
+            "max_shares": g["shares"].max(),
+            "mean_sources": g["sources"].mean(),
+        }
     ).reset_index()
-    return _order(out)
+    return _order(out[cols])
 
 
 # --------------------------------------------------------------------------------------------

@@ -404,6 +404,28 @@ def test_share_timeline_and_counts():
     assert empty.empty
 
 
+def test_share_counts_hand_computed():
+    def share(seed, rnd, source, target):
+        keys = {"env_id": "Taxi-v4", "strategy": "collaborative", "n_agents": 4, "setup": "collaborative_4"}
+        stats = {"ucb_source": 1.0, "ucb_target": 0.0, "mean_source": 1.0, "mean_target": 0.0}
+        return {
+            **keys,
+            "seed": seed,
+            "round": rnd,
+            "episode": 10 * rnd,
+            "source": source,
+            "target": target,
+            **stats,
+        }
+
+    rows = [share(0, 1, 2, 0), share(0, 1, 2, 1), share(0, 2, 2, 3), share(0, 3, 1, 0)]  # sources {2, 1}
+    rows += [share(1, 1, 3, 0)]  # seed 1: one share from agent 3
+    final = _final([("Taxi-v4", "collaborative_4", sd, [0.0]) for sd in (0, 1, 2)])  # seed 2: no share
+    c = A.share_counts(frame("sharing.csv", rows), final).iloc[0]
+    assert (c["n_runs"], c["mean_shares"], c["min_shares"], c["max_shares"]) == (3, 5 / 3, 0, 4)
+    assert c["mean_sources"] == pytest.approx((2 + 1 + 0) / 3)
+
+
 def test_rounded_is_stable_text():
     df = pd.DataFrame({"a": [1.23456, math.nan], "b": ["x", "y"]})
     assert A.rounded(df) == "   a b\n1.23 x\n n/a y"
