@@ -6,8 +6,10 @@ One process, torch on one thread. Warms up with 3 ``collect_and_update`` calls (
 update) of n agents, then profiles ``--iters`` more with ``torch.profiler`` and prints the operators
 by self CPU time. A second table times elementwise activations on the update's tensor shape
 [n, minibatch, 64] (median of 200 calls): tanh, the networks' activation, against sigmoid and relu.
-Writes ``benchmarks/results/profile_<ENV_ID>.md``. Shares of time are what to read: absolute times
-depend on the load of the machine.
+A third trains the same population with ``torch.tanh`` and with tanh computed as 2 sigmoid(2x) - 1,
+side by side (what a faster tanh would buy; the package keeps ``torch.tanh``). Writes
+``benchmarks/results/profile_<ENV_ID>.md``. Shares of time and side-by-side ratios are what to
+read: absolute times depend on the load of the machine.
 """
 
 from __future__ import annotations
@@ -91,6 +93,68 @@ def activation_rates(shape: tuple[int, ...], calls: int = 200) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+class SigmoidTanh(torch.autograd.Function):
+    """tanh(x) = 2 sigmoid(2x) - 1 (max abs difference to ``torch.tanh`` ~2e-7); backward as tanh's."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - autograd's signature
+        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def tanh_swap(env_id: str, n: int, iters: int, repeats: int = 9) -> pd.DataFrame:
+    """Training rate (agent steps per CPU second) with ``torch.tanh`` and with :class:`SigmoidTanh`.
+
+    Side by side, alternating, median of ``repeats`` chunks of ``iters`` rollout+update calls. The
+    swap applies where autograd records (the PPO update's large minibatches); the rollout keeps
+    ``torch.tanh``. Results of training change in the last bits, so the package does not use it.
+    """
+    import collab.networks as networks
+
+    original = torch.tanh
+
+    def swapped(x: torch.Tensor) -> torch.Tensor:
+        return SigmoidTanh.apply(x) if torch.is_grad_enabled() else original(x)
+
+    cfg = ppo_config_for(env_id)
+    quota = np.full(n, 10**9)
+    runs = {}
+    for name in ("torch.tanh", "2 sigmoid(2x) - 1"):
+        env = PopulationEnv(
+            env_id, n, cfg.num_envs, 0, frame_skip=cfg.frame_skip, frame_stack=cfg.frame_stack
+        )
+        runs[name] = (env, PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)]), [])
+    try:
+        for r in range(repeats + 1):
+            for name, (env, agents, rates) in runs.items():
+                networks.torch.tanh = swapped if name != "torch.tanh" else original
+                c0, steps = time.process_time(), 0
+                for _ in range(iters):
+                    steps += int(agents.collect_and_update(env, quota).steps.sum())
+                if r > 0:  # the first chunk warms up
+                    rates.append(steps / (time.process_time() - c0))
+    finally:
+        networks.torch.tanh = original
+    base = statistics.median(runs["torch.tanh"][2])
+    rows = [
+        {
+            "activation": k,
+            "steps per CPU-s (median)": statistics.median(v[2]),
+            "vs torch.tanh": statistics.median(v[2]) / base,
+        }
+        for k, v in runs.items()
+    ]
+    for env, _, _ in runs.values():
+        env.close()
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("env_id", nargs="?", default="Acrobot-v1")
@@ -106,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ppo_config_for(args.env_id)
     mb = cfg.num_envs * cfg.num_steps // cfg.num_minibatches
     acts = activation_rates((args.n, mb, cfg.hidden))
+    swap = tanh_swap(args.env_id, args.n, args.iters)
     md = (
         f"# Operator profile: {args.env_id}, n={args.n}\n\n"
         f"`python benchmarks/profile_step.py {args.env_id} --n {args.n} --iters {args.iters}`, "
@@ -116,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         + markdown_table(ops, ".3f")
         + f"\n## Elementwise activations on the update's minibatch shape [n, {mb}, {cfg.hidden}] (median)\n\n"
         + markdown_table(acts, ".2f")
+        + "\n## Training with tanh computed from sigmoid (side by side, alternating; per CPU second)\n\n"
+        + markdown_table(swap, ".2f")
     )
     atomic_write_text(args.out / f"profile_{args.env_id}.md", md)
     print(md)
