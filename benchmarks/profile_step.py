@@ -36,11 +36,16 @@ from collab.results import atomic_write_text, markdown_table
 RESULTS = Path(__file__).parent / "results"
 
 
-def op_table(env_id: str, n: int, iters: int, top: int = 15) -> tuple[pd.DataFrame, float]:
-    """Top operators by self CPU time over ``iters`` rollout+update calls; (table, total seconds)."""
+def population(env_id: str, n: int) -> tuple[PopulationEnv, PopulationPPO]:
+    """n agents of ``env_id`` with its PPO settings and their training pool (seed 0)."""
     cfg = ppo_config_for(env_id)
     env = PopulationEnv(env_id, n, cfg.num_envs, 0, frame_skip=cfg.frame_skip, frame_stack=cfg.frame_stack)
-    agents = PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)])
+    return env, PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)])
+
+
+def op_table(env_id: str, n: int, iters: int, top: int = 15) -> tuple[pd.DataFrame, float]:
+    """Top operators by self CPU time over ``iters`` rollout+update calls; (table, total seconds)."""
+    env, agents = population(env_id, n)
     quota = np.full(n, 10**9)
     for _ in range(3):
         agents.collect_and_update(env, quota)
@@ -115,32 +120,24 @@ def tanh_swap(env_id: str, n: int, iters: int, repeats: int = 9) -> pd.DataFrame
     swap applies where autograd records (the PPO update's large minibatches); the rollout keeps
     ``torch.tanh``. Results of training change in the last bits, so the package does not use it.
     """
-    import collab.networks as networks
-
-    original = torch.tanh
+    original = torch.tanh  # collab.networks calls torch.tanh: swapping the attribute swaps it there
 
     def swapped(x: torch.Tensor) -> torch.Tensor:
         return SigmoidTanh.apply(x) if torch.is_grad_enabled() else original(x)
 
-    cfg = ppo_config_for(env_id)
     quota = np.full(n, 10**9)
-    runs = {}
-    for name in ("torch.tanh", "2 sigmoid(2x) - 1"):
-        env = PopulationEnv(
-            env_id, n, cfg.num_envs, 0, frame_skip=cfg.frame_skip, frame_stack=cfg.frame_stack
-        )
-        runs[name] = (env, PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)]), [])
+    runs = {name: (*population(env_id, n), []) for name in ("torch.tanh", "2 sigmoid(2x) - 1")}
     try:
         for r in range(repeats + 1):
             for name, (env, agents, rates) in runs.items():
-                networks.torch.tanh = swapped if name != "torch.tanh" else original
+                torch.tanh = swapped if name != "torch.tanh" else original
                 c0, steps = time.process_time(), 0
                 for _ in range(iters):
                     steps += int(agents.collect_and_update(env, quota).steps.sum())
                 if r > 0:  # the first chunk warms up
                     rates.append(steps / (time.process_time() - c0))
     finally:
-        networks.torch.tanh = original
+        torch.tanh = original
     base = statistics.median(runs["torch.tanh"][2])
     rows = [
         {
