@@ -10,8 +10,6 @@ evaluation (10 episodes) of the best checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 import tempfile
 import warnings
@@ -20,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from collab import ExperimentConfig, run_experiment
-from collab.config import ppo_config_for
+from collab.config import ConfigError, parse_overrides, ppo_config_for
 from collab.results import atomic_write_csv, atomic_write_text, markdown_table
 
 
@@ -33,7 +31,7 @@ def main(
 ) -> str:
     """Run the check and return the summary line; ``overrides`` replace PPO settings of ``env_id``."""
     overrides = overrides or {}
-    ppo = dataclasses.replace(ppo_config_for(env_id), **overrides)
+    ppo = ppo_config_for(env_id, overrides)
     suffix = "".join(f"_{k}-{v}" for k, v in overrides.items())
     label = "".join(f" {k}={v}" for k, v in overrides.items())
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,12 +71,8 @@ def main(
 if __name__ == "__main__":
     warnings.filterwarnings("ignore", category=UserWarning)
     pos = [x for x in sys.argv[1:] if "=" not in x]
-    over = {}
-    for x in sys.argv[1:]:
-        if "=" in x:
-            key, _, value = x.partition("=")
-            if not key.startswith("ppo."):
-                sys.exit(f"override {x!r} is not allowed: write ppo.FIELD=VALUE")
-            low = value.lower()
-            over[key[4:]] = json.loads(low) if low in ("true", "false") else json.loads(value)
+    try:
+        over = parse_overrides([x for x in sys.argv[1:] if "=" in x], prefix="ppo.")
+    except ConfigError as e:
+        sys.exit(str(e))
     print(main(pos[0], int(pos[1]), int(pos[2]), float(pos[3]) if len(pos) > 3 else None, over))

@@ -7,7 +7,9 @@ update) of n agents, then profiles ``--iters`` more with ``torch.profiler`` and 
 by self CPU time. A second table times elementwise activations on the update's tensor shape
 [n, minibatch, 64] (median of 200 calls): tanh, the networks' activation, against sigmoid and relu.
 A third trains the same population with ``torch.tanh`` and with tanh computed as 2 sigmoid(2x) - 1,
-side by side (what a faster tanh would buy; the package keeps ``torch.tanh``). Writes
+side by side (what a faster tanh would buy; the package keeps ``torch.tanh``). A fourth splits the
+time of one agent step into env stepping, tanh, matrix products and the rest, measured side by
+side with one SB3 agent, against the time that 10x SB3's rate allows. Writes
 ``benchmarks/results/profile_<ENV_ID>.md``. Shares of time and side-by-side ratios are what to
 read: absolute times depend on the load of the machine.
 """
@@ -67,6 +69,78 @@ def op_table(env_id: str, n: int, iters: int, top: int = 15) -> tuple[pd.DataFra
         for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
     ]
     return pd.DataFrame(rows), wall
+
+
+MATMUL_OPS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
+TANH_OPS = ("aten::tanh", "aten::tanh_backward")
+
+
+def op_categories(events: list, steps: int) -> dict[str, float]:
+    """Profiled aten self time per agent step (us): tanh, matrix products, every other operator."""
+    us = {"tanh": 0.0, "matmul": 0.0, "other": 0.0}
+    for e in events:
+        key = "tanh" if e.key in TANH_OPS else "matmul" if e.key in MATMUL_OPS else "other"
+        us[key] += e.self_cpu_time_total / steps
+    return us
+
+
+def time_budget(env_id: str, n: int, iters: int, repeats: int = 5, target: float = 10.0) -> pd.DataFrame:
+    """Where one agent step's time goes at n agents, against the budget that ``target`` x SB3 allows.
+
+    Measured side by side in alternating chunks (median of ``repeats``): our training (wall time of
+    ``iters`` rollout+update calls), stepping the same pool with random actions, and one SB3 agent
+    with the same PPO settings. Then one profiled chunk splits our aten operator time into tanh,
+    matrix products and the rest (the profiler adds a little to each operator). The *floor* is what
+    bit-identical results cannot avoid: env stepping, tanh and the matrix products.
+    """
+    sys.path.insert(0, str(Path(__file__).parent))
+    from throughput import raw_population, sb3  # benchmarks/ is not a package
+
+    cfg = ppo_config_for(env_id)
+    env, agents = population(env_id, n)
+    quota = np.full(n, 10**9)
+
+    def train_chunk() -> tuple[float, int]:
+        t0, steps = time.perf_counter(), 0
+        for _ in range(iters):
+            steps += int(agents.collect_and_update(env, quota).steps.sum())
+        return time.perf_counter() - t0, steps
+
+    raw, ref = raw_population(env_id, n, cfg), sb3(env_id, cfg)
+    for m in (raw, ref):
+        m.warm_up(1.0)
+    train_chunk()
+    ours_us = []
+    for _ in range(repeats):
+        el, steps = train_chunk()
+        ours_us.append(el / steps * 1e6)
+        raw.measure()
+        ref.measure()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        _, steps = train_chunk()
+    ops = op_categories([e for e in prof.key_averages() if e.key.startswith("aten::")], steps)
+    for m in (raw, ref):
+        m.close()
+    env.close()
+    wall = statistics.median(ours_us)
+    env_us = 1e6 / statistics.median(raw.rates)
+    sb3_us = 1e6 / statistics.median(ref.rates)
+    floor = env_us + ops["tanh"] + ops["matmul"]
+    budget = sb3_us / target
+    rows = [
+        ("our training, wall (median)", wall),
+        ("of which: stepping the same pool with random actions", env_us),
+        ("of which: tanh and its backward (aten, profiled)", ops["tanh"]),
+        ("of which: matrix products: bmm, baddbmm (aten, profiled)", ops["matmul"]),
+        ("of which: every other aten operator (profiled)", ops["other"]),
+        ("of which: Python and other non-aten work (by difference)", wall - env_us - sum(ops.values())),
+        ("floor: stepping + tanh + matrix products", floor),
+        ("one SB3 agent, same settings (median)", sb3_us),
+        (f"budget for {target:g}x SB3", budget),
+        ("budget minus floor: left for all the rest", budget - floor),
+        ("all the rest now (wall minus floor)", wall - floor),
+    ]
+    return pd.DataFrame(rows, columns=["part", "us per agent step"])
 
 
 def activation_rates(shape: tuple[int, ...], calls: int = 200) -> pd.DataFrame:
@@ -168,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     mb = cfg.num_envs * cfg.num_steps // cfg.num_minibatches
     acts = activation_rates((args.n, mb, cfg.hidden))
     swap = tanh_swap(args.env_id, args.n, args.iters)
+    budget = time_budget(args.env_id, args.n, args.iters)
     md = (
         f"# Operator profile: {args.env_id}, n={args.n}\n\n"
         f"`python benchmarks/profile_step.py {args.env_id} --n {args.n} --iters {args.iters}`, "
@@ -180,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         + markdown_table(acts, ".2f")
         + "\n## Training with tanh computed from sigmoid (side by side, alternating; per CPU second)\n\n"
         + markdown_table(swap, ".2f")
+        + f"\n## Time per agent step at n={args.n} against the 10x SB3 budget (side by side)\n\n"
+        + markdown_table(budget, ".2f")
     )
     atomic_write_text(args.out / f"profile_{args.env_id}.md", md)
     print(md)

@@ -29,9 +29,7 @@ Each measurement is repeated (median reported). Writes ``benchmarks/results/thro
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -49,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from collab.config import ConfigError, PPOConfig, ppo_config_for
+from collab.config import parse_overrides as config_overrides
 from collab.envs import ENVPOOL_IDS, PopulationEnv, derive_seed
 from collab.ppo import PopulationPPO
 from collab.results import atomic_write_csv, atomic_write_text, markdown_table
@@ -317,31 +316,18 @@ def sb3_sequential(env_id: str, cfg: PPOConfig, n: int, seconds_per_agent: float
 # -- driver ----------------------------------------------------------------------------------------
 def ppo_config(env_id: str, overrides: dict[str, object] | None = None) -> PPOConfig:
     """The environment's PPO settings with ``overrides`` (``--ppo FIELD=VALUE``) applied and checked."""
-    cfg = ppo_config_for(env_id)
-    unknown = sorted(set(overrides or {}) - {f.name for f in dataclasses.fields(PPOConfig)})
-    if unknown:
-        allowed = ", ".join(f.name for f in dataclasses.fields(PPOConfig))
-        raise SystemExit(f"--ppo: unknown PPO setting(s) {unknown}; allowed: {allowed}")
-    cfg = dataclasses.replace(cfg, **(overrides or {}))
     try:
-        cfg.validate()
+        return ppo_config_for(env_id, overrides)
     except ConfigError as e:
         raise SystemExit(f"--ppo: {e}") from None
-    return cfg
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
     """``["num_envs=16", "anneal_lr=true"]`` -> ``{"num_envs": 16, "anneal_lr": True}`` (JSON values)."""
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--ppo: {item!r} is not FIELD=VALUE (e.g. num_envs=16)")
-        try:
-            out[key] = json.loads(value.lower() if value.lower() in ("true", "false") else value)
-        except json.JSONDecodeError:
-            raise SystemExit(f"--ppo: value of {key} must be a number or true/false, got {value!r}") from None
-    return out
+    try:
+        return config_overrides(items)
+    except ConfigError as e:
+        raise SystemExit(f"--ppo: {e}") from None
 
 
 def bench_env(

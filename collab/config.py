@@ -8,7 +8,9 @@ allowed, before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,9 +191,45 @@ ENV_PPO: dict[str, PPOConfig] = {
 }
 
 
-def ppo_config_for(env_id: str) -> PPOConfig:
-    """PPO settings for ``env_id``: the tuned entry if there is one, else defaults."""
-    return ENV_PPO.get(env_id, PPOConfig())
+def ppo_config_for(env_id: str, overrides: Mapping[str, Any] | None = None) -> PPOConfig:
+    """PPO settings for ``env_id``: the tuned entry if there is one, else defaults.
+
+    ``overrides`` (field name -> value) replace single settings; an unknown field or a value PPO
+    cannot use raises ConfigError.
+    """
+    cfg = ENV_PPO.get(env_id, PPOConfig())
+    if not overrides:
+        return cfg
+    check_ppo_fields(overrides)
+    cfg = dataclasses.replace(cfg, **overrides)
+    cfg.validate()
+    return cfg
+
+
+def check_ppo_fields(d: Mapping[str, Any]) -> None:
+    """Raise ConfigError unless every key of ``d`` is a PPOConfig field."""
+    names = [f.name for f in dataclasses.fields(PPOConfig)]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        _fail("ppo settings", unknown, f"PPOConfig fields: {', '.join(names)}")
+
+
+def parse_overrides(items: Iterable[str], prefix: str = "") -> dict[str, Any]:
+    """Command-line overrides to a dict: ``["num_envs=16", "anneal_lr=true"]`` -> ``{"num_envs": 16,
+    "anneal_lr": True}``. Values are JSON (numbers, true/false, quoted strings); every item must be
+    ``{prefix}FIELD=VALUE``. Bad items raise ConfigError; field names are checked by ppo_config_for.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith(prefix) or len(key) == len(prefix):
+            _fail("override", item, f"{prefix}FIELD=VALUE, e.g. {prefix}num_envs=16")
+        low = value.lower()
+        try:
+            out[key[len(prefix) :]] = json.loads(low if low in ("true", "false") else value)
+        except json.JSONDecodeError:
+            _fail(key, value, "a number, true/false or a quoted string")
+    return out
 
 
 @dataclass(frozen=True)
@@ -305,6 +343,7 @@ class ExperimentConfig:
             _fail("config keys", unknown, f"names among {sorted(names)}")
         d = dict(d)
         if isinstance(d.get("ppo"), dict):
+            check_ppo_fields(d["ppo"])
             d["ppo"] = PPOConfig(**d["ppo"])
         return cls(**d)
 

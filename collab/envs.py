@@ -34,8 +34,9 @@ import contextlib
 import functools
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -208,6 +209,44 @@ def env_spec(env_id: str, frame_stack: int = 1, image_size: int = 64) -> EnvSpec
     )
 
 
+def _envpool_fast_step(
+    env: Any,
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None:
+    """envpool's ``step`` without its Python layer, or None where the pool's layout is not the known one.
+
+    ``env.step`` builds dictionaries and a pytree around the C++ ``_send``/``_recv`` on every call
+    (about 60 us per step here, 7% of Acrobot training at n=8). For a single-player pool whose action
+    keys are ``env_id, players.env_id, action`` (every environment of this package, envpool 1.2.5),
+    this sends the same arrays and reads the same fields: terminated = done & ~trunc, as envpool's
+    Gymnasium wrapper. Any other layout keeps ``env.step``.
+    """
+    try:
+        action_keys = list(env._spec._action_keys)
+        state_keys = list(env._state_keys)
+        dtype = env._spec._action_spec[-1][0]
+        players = env.config.get("max_num_players", 1)
+        ids = env.all_env_ids
+        send, recv = env._send, env._recv
+    except AttributeError:
+        return None
+    fields = ("obs", "reward", "done", "trunc")
+    if (
+        players != 1
+        or action_keys != ["env_id", "players.env_id", "action"]
+        or not set(fields) <= set(state_keys)
+    ):
+        return None
+    i_obs, i_rew, i_done, i_trunc = (state_keys.index(k) for k in fields)
+
+    def step(act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        send([ids, ids, act.astype(dtype, order="C")])
+        state = recv()
+        done, trunc = state[i_done], state[i_trunc]
+        return state[i_obs], state[i_rew], done & ~trunc, trunc
+
+    return step
+
+
 class PopulationEnv:
     """``n_agents x envs_per_agent`` environments stepped as one batch.
 
@@ -271,6 +310,7 @@ class PopulationEnv:
                 [functools.partial(gym.make, env_id, **kw) for _ in range(self.num)],
                 autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
             )
+        self._fast_step = _envpool_fast_step(self._env) if self.backend == "envpool" else None
         low = np.asarray(self.spec.action_low, dtype=np.float32)
         high = np.asarray(self.spec.action_high, dtype=np.float32)
         self._low, self._high = low, high
@@ -348,7 +388,7 @@ class PopulationEnv:
         new_episode = self._was_done.copy()
         final_raw = None
         for f in range(self.frame_skip):
-            raw, r, te, tr, _ = self._env.step(act)
+            raw, r, te, tr = self._raw_step(act)
             r = np.asarray(r, dtype=np.float64)
             live = ~(term | trunc)  # envs whose episode has not ended within this decision
             reward += np.where(live, r, 0.0).astype(np.float32)
@@ -382,11 +422,18 @@ class PopulationEnv:
             ep_return.reshape(shape),
         )
 
+    def _raw_step(self, act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One step of the underlying pool: raw obs, reward, terminated, truncated."""
+        if self._fast_step is not None:
+            return self._fast_step(act)
+        raw, r, te, tr, _ = self._env.step(act)
+        return raw, r, te, tr
+
     def _step_once(
         self, act: np.ndarray
     ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``step`` without frame skip: one environment step, fewer array operations."""
-        raw, r, te, tr, _ = self._env.step(act)
+        raw, r, te, tr = self._raw_step(act)
         te, tr = np.asarray(te), np.asarray(tr)
         ended = te | tr
         self._ep_return += r

@@ -14,6 +14,7 @@ gradient norm, so agents never influence each other without sharing.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,11 +226,16 @@ class PopulationPPO:
     # -- acting ----------------------------------------------------------------------------------
     def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
         """Per-agent observation normalisation (identity without ``norm_obs``); obs [n, m, ...]."""
+        return self._obs_normalizer()(obs)
+
+    def _obs_normalizer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`normalize_obs` with the current statistics computed once (for a whole rollout)."""
+        device = self.device
         if self.obs_rms is None:
-            return obs.to(self.device)
+            return lambda obs: obs.to(device)
         mean = self.obs_rms.mean.float().unsqueeze(1)
         std = (self.obs_rms.var.float() + 1e-8).sqrt().unsqueeze(1)
-        return ((obs - mean) / std).clamp_(-10.0, 10.0).to(self.device)
+        return lambda obs: ((obs - mean) / std).clamp_(-10.0, 10.0).to(device)
 
     def _masked(self, actor_out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Logits with illegal actions (``mask`` False) pushed to MASKED_LOGIT; unchanged without a mask."""
@@ -275,88 +281,97 @@ class PopulationPPO:
             self._was_done = torch.zeros(n, m, dtype=torch.bool)
             self._ret_acc = torch.zeros(n, m, dtype=torch.float64)
         quota = np.asarray(quota, dtype=np.int64).copy()
-        active = torch.from_numpy(quota > 0)
+        active = quota > 0
         obs_shape = self.spec.obs_shape
         pixel = self.spec.obs_kind == "pixels"
-        obs_buf = torch.zeros((T, n, m, *obs_shape), dtype=torch.uint8 if pixel else torch.float32)
-        raw_buf = torch.zeros((T, n, m, *obs_shape)) if self.obs_rms is not None else None
-        a_shape = () if self.spec.discrete else (self.spec.action_dim,)
-        act_buf = torch.zeros((T, n, m, *a_shape), dtype=torch.long if self.spec.discrete else torch.float32)
-        logp_buf = torch.zeros(T, n, m)
-        val_buf = torch.zeros(T, n, m)
-        rew_buf = torch.zeros(T, n, m)
-        term_buf = torch.zeros(T, n, m)
-        done_buf = torch.zeros(T, n, m)
-        valid_buf = torch.zeros(T, n, m, dtype=torch.bool)
+        normalize = self._obs_normalizer()
+        # the rollout loop keeps per-step torch calls to the policy: what it records goes to
+        # numpy buffers (env outputs) or lists stacked once after the loop (policy outputs)
+        if self.obs_rms is None:  # the policy's input is the observation itself
+            obs_buf = torch.zeros((T, n, m, *obs_shape), dtype=torch.uint8 if pixel else torch.float32)
+            raw_buf = None
+        else:  # the policy's input is a fresh normalised tensor; keep the raw obs for the statistics
+            obs_buf, raw_buf = None, torch.zeros((T, n, m, *obs_shape))
+        xs: list[torch.Tensor] = []
+        acts: list[torch.Tensor] = []
+        logps: list[torch.Tensor] = []
+        vals: list[torch.Tensor] = []
+        masks: list[torch.Tensor] = []
+        rew_np = np.zeros((T, n, m), dtype=np.float32)
+        term_np = np.zeros((T, n, m), dtype=bool)
+        done_np = np.zeros((T, n, m), dtype=bool)
+        valid_np = np.zeros((T, n, m), dtype=bool)
         masking = self.cfg.mask_actions and self.spec.discrete
-        mask_buf = torch.zeros(T, n, m, self.spec.action_dim, dtype=torch.bool) if masking else None
-        noise = self._draw_noise(T, m)
+        noise = self._draw_noise(T, m).unbind(0)
         log_std = getattr(self.net, "log_std", None)
         returns: list[list[float]] = [[] for _ in range(n)]
         steps = np.zeros(n, dtype=np.int64)
         obs = self._obs
+        was_done = self._was_done.numpy()
         used = T
         with torch.no_grad():
             for t in range(T):
-                valid = active.unsqueeze(1) & ~self._was_done
-                x = self.normalize_obs(obs)
+                valid = active[:, None] & ~was_done
+                x = normalize(obs)
                 out, v = self.net(x)
-                if mask_buf is not None:
+                if masking:
                     mask = env.action_mask()
                     out = self._masked(out, mask)
-                    mask_buf[t] = mask
+                    masks.append(mask)
                 action, logp = sample_action(out, log_std, noise[t], self.spec.discrete, False)
-                obs_buf[t] = x.cpu()
                 if raw_buf is not None:
                     raw_buf[t] = obs
-                act_buf[t] = action.cpu()
-                logp_buf[t] = logp.cpu()
-                val_buf[t] = v.cpu()
-                valid_buf[t] = valid
+                    xs.append(x.cpu())
+                else:  # x may be the environment's own tensor: copy it
+                    obs_buf[t] = x.cpu()  # type: ignore[index]
+                acts.append(action)
+                logps.append(logp)
+                vals.append(v)
+                valid_np[t] = valid
                 obs, r, term, trunc, ep_ret = env.step(action)
-                rew_buf[t] = torch.from_numpy(r)
-                term_t = torch.from_numpy(term)
-                done_t = term_t | torch.from_numpy(trunc)
-                term_buf[t] = term_t.float()
-                done_buf[t] = done_t.float()
-                valid_np = valid.numpy()
-                steps += valid_np.sum(1)
-                ended = ~np.isnan(ep_ret) & valid_np
+                rew_np[t] = r
+                term_np[t] = term
+                was_done = term | trunc
+                done_np[t] = was_done
+                steps += valid.sum(1)
+                ended = ~np.isnan(ep_ret) & valid
                 if ended.any():
                     # every episode that ends while its agent learns counts, also those that end
                     # at the same step as the one that met the quota (they were learned from)
                     for a, j in zip(*np.nonzero(ended), strict=True):
                         returns[a].append(float(ep_ret[a, j]))
                     quota -= ended.sum(1)
-                    active = torch.from_numpy(quota > 0)
-                self._was_done = done_t
-                if not bool(active.any()):
+                    active = quota > 0
+                if not active.any():
                     used = t + 1
                     break
-            last_value = self.net.value(self.normalize_obs(obs)).cpu()
+            last_value = self.net.value(normalize(obs)).cpu()
+        self._was_done = torch.from_numpy(was_done)
+        active_t = torch.from_numpy(active)
         self._obs = obs
         sl = slice(0, used)
-        valid_buf = valid_buf[sl]
-        rew = rew_buf[sl]
+        obs_t = torch.stack(xs) if obs_buf is None else obs_buf[sl]
+        act_t = torch.stack(acts).cpu()
+        logp_t = torch.stack(logps).cpu()
+        val_t = torch.stack(vals).cpu()
+        valid_buf = torch.from_numpy(valid_np[sl])
+        done_f = torch.from_numpy(done_np[sl]).float()
+        rew = torch.from_numpy(rew_np[sl])
         if self.ret_rms is not None:
-            rew = self._normalize_rewards(rew, done_buf[sl], valid_buf)
+            rew = self._normalize_rewards(rew, done_f, valid_buf)
         if self.obs_rms is not None and raw_buf is not None:
             flat = raw_buf[sl].transpose(0, 1).reshape(n, used * m, *obs_shape)
             self.obs_rms.update(flat, valid_buf.transpose(0, 1).reshape(n, used * m))
-        next_values = torch.cat([val_buf[1:used], last_value.unsqueeze(0)], dim=0)
+        next_values = torch.cat([val_t[1:used], last_value.unsqueeze(0)], dim=0)
         next_valid = torch.cat(
-            [valid_buf[1:], active.view(1, n, 1).expand(1, n, m) & ~self._was_done.unsqueeze(0)]
+            [valid_buf[1:], active_t.view(1, n, 1).expand(1, n, m) & ~self._was_done.unsqueeze(0)]
         )
-        cont = (1.0 - done_buf[sl]) * next_valid.float()
-        adv, ret = gae(rew, val_buf[sl], next_values, term_buf[sl], cont, cfg.gamma, cfg.gae_lambda)
+        cont = (1.0 - done_f) * next_valid.float()
+        adv, ret = gae(
+            rew, val_t, next_values, torch.from_numpy(term_np[sl]).float(), cont, cfg.gamma, cfg.gae_lambda
+        )
         diagnostics = self.update(
-            obs_buf[sl],
-            act_buf[sl],
-            logp_buf[sl],
-            adv,
-            ret,
-            valid_buf,
-            None if mask_buf is None else mask_buf[sl],
+            obs_t, act_t, logp_t, adv, ret, valid_buf, torch.stack(masks) if masks else None
         )
         return RolloutStats(returns, steps, diagnostics)
 

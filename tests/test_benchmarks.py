@@ -42,9 +42,10 @@ def test_random_policy_rejects_too_few_episodes(tmp_path):
 @pytest.mark.parametrize(
     "items,message",
     [
-        (["num_env=3"], "unknown PPO setting"),
+        (["num_env=3"], r"ppo settings=\['num_env'\] is not allowed: PPOConfig fields"),
         (["num_envs=0"], "num_envs=0 is not allowed"),
-        (["x"], "FIELD=VALUE"),
+        (["x"], "override='x' is not allowed: FIELD=VALUE"),
+        (["num_envs=sixteen"], "num_envs='sixteen' is not allowed: a number"),
     ],
 )
 def test_throughput_rejects_bad_overrides(items, message):

@@ -150,3 +150,52 @@ def test_envpool_worker_threads_do_not_change_results():
         env.close()
         runs.append(out)
     assert all(torch.equal(x, y) for x, y in zip(*runs, strict=True))
+
+
+@pytest.mark.parametrize("env_id", PAPER_ENVS)
+def test_envpool_fast_step_equals_envpool_step(env_id):
+    """The step that bypasses envpool's Python layer returns exactly what ``envpool.step`` returns."""
+    if resolve_backend(env_id) != "envpool":
+        pytest.skip("envpool not installed")
+    ppo = ENV_PPO[env_id]
+    kw = {
+        "frame_skip": ppo.frame_skip,
+        "frame_stack": ppo.frame_stack,
+        "max_episode_steps": 12 * ppo.frame_skip,
+    }
+    gen = torch.Generator().manual_seed(3)
+    probe = PopulationEnv(env_id, 2, 2, seed=5, backend="envpool", **kw)
+    spec = probe.spec
+    probe.close()
+    if spec.discrete:
+        actions = [torch.randint(0, spec.action_dim, (2, 2), generator=gen) for _ in range(30)]
+    else:
+        actions = [torch.rand(2, 2, spec.action_dim, generator=gen) * 2 - 1 for _ in range(30)]
+    runs, ended = [], 0
+    for fast in (True, False):
+        env = PopulationEnv(env_id, 2, 2, seed=5, backend="envpool", **kw)
+        assert env._fast_step is not None  # every environment of the paper takes the fast path
+        if not fast:
+            env._fast_step = None  # envpool's own step
+        out = [env.reset()]
+        for a in actions:
+            obs, r, te, tr, ep = env.step(a)
+            out += [
+                obs,
+                torch.from_numpy(r),
+                torch.from_numpy(te),
+                torch.from_numpy(tr),
+                torch.from_numpy(ep),
+            ]
+            ended += int((te | tr).sum())
+        env.close()
+        runs.append(out)
+    assert ended > 0  # the 12-step limit ends episodes: resets go through the same path
+    for x, y in zip(*runs, strict=True):  # bit for bit; NaN (no episode ended) matches NaN
+        torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True)
+
+
+def test_envpool_fast_step_declines_unknown_layouts():
+    from collab.envs import _envpool_fast_step
+
+    assert _envpool_fast_step(object()) is None  # not an envpool pool: envpool's own step is used

@@ -148,3 +148,29 @@ def test_committed_runs_reproduce(cell, tmp_path):
         old = pd.read_csv(run / name).drop(columns=VOLATILE_COLUMNS, errors="ignore")
         new = pd.read_csv(tmp_path / name).drop(columns=VOLATILE_COLUMNS, errors="ignore")
         pd.testing.assert_frame_equal(old, new)
+
+
+def test_parse_overrides_values_and_errors():
+    from collab.config import parse_overrides
+
+    got = parse_overrides(["ppo.num_envs=16", "ppo.anneal_lr=TRUE", "ppo.clip_coef=0.1"], prefix="ppo.")
+    assert got == {"num_envs": 16, "anneal_lr": True, "clip_coef": 0.1}
+    for bad in (["num_envs=16"], ["ppo.=3"], ["ppo.num_envs"]):  # no prefix, no field, no value
+        with pytest.raises(ConfigError, match=r"override=.* is not allowed: ppo\.FIELD=VALUE"):
+            parse_overrides(bad, prefix="ppo.")
+
+
+def test_ppo_config_for_overrides():
+    from collab.config import ppo_config_for
+
+    base = ppo_config_for("Acrobot-v1")
+    cfg = ppo_config_for("Acrobot-v1", {"num_envs": 16})
+    assert cfg.num_envs == 16 and cfg.gae_lambda == base.gae_lambda == 0.94 and base.num_envs == 4
+    with pytest.raises(ConfigError, match=r"ppo settings=\['lr'\] is not allowed"):
+        ppo_config_for("Acrobot-v1", {"lr": 1e-3})
+    with pytest.raises(ConfigError, match="num_envs=0 is not allowed"):
+        ppo_config_for("Acrobot-v1", {"num_envs": 0})
+    d = ExperimentConfig().to_dict()
+    d["ppo"] = {"lr": 1e-3}  # a typo in a config.json's ppo block: a ConfigError, not a TypeError
+    with pytest.raises(ConfigError, match=r"ppo settings=\['lr'\]"):
+        ExperimentConfig.from_dict(d)
