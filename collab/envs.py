@@ -438,7 +438,8 @@ class PopulationEnv:
         ended = te | tr
         self._ep_return += r
         ep_return = np.where(ended, self._ep_return, np.nan)
-        self._ep_return[ended] = 0.0
+        if ended.any():
+            self._ep_return[ended] = 0.0
         obs = self._process(raw, self._was_done)
         self._was_done = ended
         shape = (self.n, self.m)

@@ -151,7 +151,8 @@ class PopulationActorCritic(nn.Module):
         if self.trunk is not None:
             h = self.trunk(obs)
             return self.actor_head(h), self.critic_head(h).squeeze(-1)
-        return self.actor(obs), self.critic(obs).squeeze(-1)
+        # forward() directly: the MLPs have no hooks, and two nn.Module calls per rollout step add up
+        return self.actor.forward(obs), self.critic.forward(obs).squeeze(-1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """Critic only: [n, B]."""

@@ -51,11 +51,14 @@ def gae(
     is a valid transition of the same agent.
     """
     deltas = rewards + gamma * next_values * (1.0 - terminated) - values
-    adv = torch.zeros_like(values)
+    coef = gamma * lam * cont  # (gamma * lam) * cont[t], as in the textbook recursion below
+    d, c = deltas.unbind(0), coef.unbind(0)
     last = torch.zeros_like(values[0])
+    out = []
     for t in range(values.shape[0] - 1, -1, -1):
-        last = deltas[t] + gamma * lam * cont[t] * last
-        adv[t] = last
+        last = d[t] + c[t] * last  # A_t = delta_t + gamma * lam * cont_t * A_{t+1}
+        out.append(last)
+    adv = torch.stack(out[::-1]) if out else torch.zeros_like(values)
     return adv, adv + values
 
 
@@ -235,6 +238,8 @@ class PopulationPPO:
             return lambda obs: obs.to(device)
         mean = self.obs_rms.mean.float().unsqueeze(1)
         std = (self.obs_rms.var.float() + 1e-8).sqrt().unsqueeze(1)
+        if device.type == "cpu":  # the statistics live on the CPU: no transfer to ask for
+            return lambda obs: ((obs - mean) / std).clamp_(-10.0, 10.0)
         return lambda obs: ((obs - mean) / std).clamp_(-10.0, 10.0).to(device)
 
     def _masked(self, actor_out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -305,7 +310,6 @@ class PopulationPPO:
         noise = self._draw_noise(T, m).unbind(0)
         log_std = getattr(self.net, "log_std", None)
         returns: list[list[float]] = [[] for _ in range(n)]
-        steps = np.zeros(n, dtype=np.int64)
         obs = self._obs
         was_done = self._was_done.numpy()
         used = T
@@ -333,7 +337,6 @@ class PopulationPPO:
                 term_np[t] = term
                 was_done = term | trunc
                 done_np[t] = was_done
-                steps += valid.sum(1)
                 ended = ~np.isnan(ep_ret) & valid
                 if ended.any():
                     # every episode that ends while its agent learns counts, also those that end
@@ -346,6 +349,7 @@ class PopulationPPO:
                     used = t + 1
                     break
             last_value = self.net.value(normalize(obs)).cpu()
+        steps = valid_np[:used].sum((0, 2))
         self._was_done = torch.from_numpy(was_done)
         active_t = torch.from_numpy(active)
         self._obs = obs
