@@ -58,3 +58,29 @@ def test_throughput_overrides_apply():
     tp = _load("throughput")
     cfg = tp.ppo_config("Acrobot-v1", tp.parse_overrides(["num_envs=16", "anneal_lr=true"]))
     assert cfg.num_envs == 16 and cfg.anneal_lr is True and cfg.gae_lambda == 0.94  # the rest: Acrobot's
+
+
+def test_ab_commits_loads_an_earlier_collab_beside_this_one(tmp_path):
+    import subprocess
+
+    root = BENCH.parent
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    ab = _load("ab_commits")
+    with pytest.raises(SystemExit, match="BASE='no-such-commit' is not allowed"):
+        ab.export_base("no-such-commit", tmp_path)
+    full = ab.export_base("HEAD", tmp_path)
+    assert len(full) == 40
+    sources = "".join(f.read_text() for f in (tmp_path / "collab_base").glob("*.py"))
+    assert "from collab." not in sources and "from collab_base.config import" in sources
+    sys.path.insert(0, str(tmp_path))
+    try:
+        row = ab.compare("Acrobot-v1", 1, iters=1, repeats=1)
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m == "collab_base" or m.startswith("collab_base.")]:
+            del sys.modules[name]
+    assert row["base_sps"] > 0 and row["new_sps"] > 0
+    clean = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "collab"], cwd=root).returncode == 0
+    if clean:  # HEAD's collab is the working tree's: same seed, same parameters after the same calls
+        assert row["identical"] is True
