@@ -84,3 +84,13 @@ def test_ab_commits_loads_an_earlier_collab_beside_this_one(tmp_path):
     clean = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "collab"], cwd=root).returncode == 0
     if clean:  # HEAD's collab is the working tree's: same seed, same parameters after the same calls
         assert row["identical"] is True
+
+
+def test_env_threads_compare_rows():
+    et = _load("env_threads")
+    rows = et.compare("Acrobot-v1", 1, [1, 2], iters=1, repeats=1)
+    assert [r["env_threads"] for r in rows] == [1, 2]
+    assert rows[0]["speedup"] == 1.0 and all(r["steps_per_s"] > 0 for r in rows)
+    assert all(r["identical"] for r in rows)  # threads step environments only: same parameters
+    with pytest.raises(SystemExit, match=r"--threads=\[0\] is not allowed"):
+        et.main(["--threads", "0"])
