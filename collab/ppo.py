@@ -148,8 +148,8 @@ class BatchedAdam:
         m, v = self.exp_avg, self.exp_avg_sq
         m.lerp_(grad, (1 - b1) * a)  # inactive agents: weight 0, m unchanged
         v.mul_(1 - (1 - b2) * a).addcmul_(grad * a, grad, value=1 - b2)
-        denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-        self.params.sub_(step_size * m / denom)
+        denom = v.sqrt().div_(bc2_sqrt).add_(self.eps)  # in place on fresh tensors: same values
+        self.params.sub_(torch.mul(step_size, m).div_(denom))
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Optimiser state with the agent axis first."""
@@ -451,9 +451,11 @@ class PopulationPPO:
                 ratio = logratio.exp()
                 a = e_adv[:, sl]
                 a_mean = (a * w).sum(1, keepdim=True) / c.unsqueeze(1)
-                a_var = (((a - a_mean) ** 2) * w).sum(1, keepdim=True) / (c - 1).clamp(min=1).unsqueeze(1)
-                a = (a - a_mean) / (a_var.sqrt() + 1e-8)
-                pg = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
+                centred = a - a_mean
+                a_var = ((centred**2) * w).sum(1, keepdim=True) / (c - 1).clamp(min=1).unsqueeze(1)
+                a = centred / (a_var.sqrt() + 1e-8)
+                neg_a = -a
+                pg = torch.max(neg_a * ratio, neg_a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
                 v_loss = 0.5 * (newv - e_ret[:, sl]) ** 2
                 per_agent = ((pg - cfg.ent_coef * ent + cfg.vf_coef * v_loss) * w).sum(1) / c
                 self.flat_grad.zero_()
