@@ -40,17 +40,7 @@ def compare(env_id: str, n: int, threads: list[int], iters: int, repeats: int) -
     cfg = ppo_config_for(env_id)
     pops = []
     for t in threads:
-        env = PopulationEnv(
-            env_id,
-            n,
-            cfg.num_envs,
-            0,
-            frame_skip=cfg.frame_skip,
-            frame_stack=cfg.frame_stack,
-            image_size=cfg.image_size,
-            action_masks=cfg.mask_actions,
-            num_threads=t,
-        )
+        env = PopulationEnv.for_ppo(env_id, n, cfg, num_threads=t)
         pops.append(
             (t, env, PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)]), [], [])
         )

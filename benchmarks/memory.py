@@ -78,10 +78,7 @@ def child(scenario: str, rollouts: int) -> dict:
         from collab.ppo import PopulationPPO
 
         cfg = ppo_config_for(ENV_ID)
-        env = PopulationEnv(
-            ENV_ID, 8, cfg.num_envs, 0, frame_skip=cfg.frame_skip, frame_stack=cfg.frame_stack,
-            image_size=cfg.image_size,
-        )  # fmt: skip
+        env = PopulationEnv.for_ppo(ENV_ID, 8, cfg)
         agents = PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(8)])
         for _ in range(rollouts):
             steps += int(agents.collect_and_update(env, np.full(8, 10**9)).steps.sum())

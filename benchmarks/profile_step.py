@@ -41,7 +41,7 @@ RESULTS = Path(__file__).parent / "results"
 def population(env_id: str, n: int) -> tuple[PopulationEnv, PopulationPPO]:
     """n agents of ``env_id`` with its PPO settings and their training pool (seed 0)."""
     cfg = ppo_config_for(env_id)
-    env = PopulationEnv(env_id, n, cfg.num_envs, 0, frame_skip=cfg.frame_skip, frame_stack=cfg.frame_stack)
+    env = PopulationEnv.for_ppo(env_id, n, cfg)
     return env, PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)])
 
 

@@ -113,8 +113,7 @@ class Measurement:
 
 def population_env(env_id: str, n: int, cfg: PPOConfig) -> PopulationEnv:
     """The training pool of n agents: n x num_envs environments, with cfg's preprocessing."""
-    kw = {"frame_skip": cfg.frame_skip, "frame_stack": cfg.frame_stack, "image_size": cfg.image_size}
-    return PopulationEnv(env_id, n, cfg.num_envs, 0, **kw)
+    return PopulationEnv.for_ppo(env_id, n, cfg)
 
 
 # -- (a) raw stepping ------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from collab.config import ConfigError
+from collab.config import ConfigError, PPOConfig
 
 #: Our id -> envpool's id, where they differ but are the same task. Gymnasium 1.3 renamed Taxi-v3
 #: to Taxi-v4 only to fix the optional is_rainy / fickle_passenger modes (off by default).
@@ -317,6 +317,32 @@ class PopulationEnv:
         self._stack: torch.Tensor | None = None
         self._ep_return = np.zeros(self.num, dtype=np.float64)
         self._was_done = np.zeros(self.num, dtype=bool)
+
+    @classmethod
+    def for_ppo(
+        cls,
+        env_id: str,
+        n_agents: int,
+        ppo: PPOConfig,
+        seed: int = 0,
+        envs_per_agent: int | None = None,
+        **kwargs: Any,
+    ) -> PopulationEnv:
+        """The pool that agents with settings ``ppo`` act in: its frame skip and stack, image size and
+        action masks; ``ppo.num_envs`` environments per agent unless ``envs_per_agent`` is given.
+        Other keyword arguments (``purpose``, ``backend``, ``num_threads``, ...) go to the constructor.
+        """
+        return cls(
+            env_id,
+            n_agents,
+            ppo.num_envs if envs_per_agent is None else envs_per_agent,
+            seed,
+            frame_skip=ppo.frame_skip,
+            frame_stack=ppo.frame_stack,
+            image_size=ppo.image_size,
+            action_masks=ppo.mask_actions,
+            **kwargs,
+        )
 
     # -- preprocessing ---------------------------------------------------------------------------
     def _frames(self, raw: np.ndarray) -> torch.Tensor:

@@ -91,13 +91,9 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     env_kw = {
         "backend": cfg.backend,
         "max_episode_steps": cfg.max_episode_steps,
-        "frame_skip": ppo_cfg.frame_skip,
-        "frame_stack": ppo_cfg.frame_stack,
-        "image_size": ppo_cfg.image_size,
-        "action_masks": ppo_cfg.mask_actions,
         "num_threads": cfg.env_threads,
     }
-    env = PopulationEnv(cfg.env_id, n, ppo_cfg.num_envs, cfg.seed, "train", **env_kw)
+    env = PopulationEnv.for_ppo(cfg.env_id, n, ppo_cfg, cfg.seed, purpose="train", **env_kw)
     agents = PopulationPPO(
         env.spec, ppo_cfg, [derive_seed(cfg.seed, "agent", a) for a in range(n)], cfg.device
     )
@@ -142,7 +138,9 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
             episodes += got
             left = np.maximum(left - got, 0)
             bar.update(int(got.sum()))
-        val_env = PopulationEnv(cfg.env_id, n, cfg.val_episodes, cfg.seed, "val", shared_seeds=True, **env_kw)
+        val_env = PopulationEnv.for_ppo(
+            cfg.env_id, n, ppo_cfg, cfg.seed, cfg.val_episodes, purpose="val", shared_seeds=True, **env_kw
+        )
         val = evaluate(agents, val_env).mean(axis=1)
         val_env.close()
         for a in range(n):
@@ -179,7 +177,9 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     assert best_snap is not None
     chosen = PopulationPPO(env.spec, ppo_cfg, [0], "cpu")
     chosen.load_snapshot(0, {k: v.cpu() for k, v in best_snap.items()})
-    eval_env = PopulationEnv(cfg.env_id, 1, cfg.eval_episodes, cfg.seed, "eval", shared_seeds=True, **env_kw)
+    eval_env = PopulationEnv.for_ppo(
+        cfg.env_id, 1, ppo_cfg, cfg.seed, cfg.eval_episodes, purpose="eval", shared_seeds=True, **env_kw
+    )
     returns = evaluate(chosen, eval_env)[0]
     eval_env.close()
     final = [

@@ -199,3 +199,17 @@ def test_envpool_fast_step_declines_unknown_layouts():
     from collab.envs import _envpool_fast_step
 
     assert _envpool_fast_step(object()) is None  # not an envpool pool: envpool's own step is used
+
+
+def test_for_ppo_builds_the_pool_the_agents_expect():
+    taxi = ENV_PPO["Taxi-v4"]
+    env = PopulationEnv.for_ppo("Taxi-v4", 2, taxi, seed=1)
+    assert (env.n, env.m) == (2, taxi.num_envs) and taxi.mask_actions
+    env.reset()
+    assert env.action_mask().shape == (2, taxi.num_envs, 6)  # masks on, as mask_actions asks
+    env.close()
+    car = ENV_PPO["CarRacing-v3"]
+    env = PopulationEnv.for_ppo("CarRacing-v3", 1, car, envs_per_agent=3, backend="gymnasium")
+    assert env.m == 3 and env.frame_skip == car.frame_skip == 2
+    assert env.spec.obs_shape == (car.frame_stack, car.image_size, car.image_size)
+    env.close()
