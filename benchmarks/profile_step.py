@@ -31,7 +31,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from collab.config import ppo_config_for
-from collab.envs import PopulationEnv, derive_seed
+from collab.envs import PopulationEnv, derive_seed, env_spec
 from collab.ppo import PopulationPPO
 from collab.results import atomic_write_text, markdown_table
 
@@ -71,7 +71,14 @@ def op_table(env_id: str, n: int, iters: int, top: int = 15) -> tuple[pd.DataFra
     return pd.DataFrame(rows), wall
 
 
-MATMUL_OPS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
+MATMUL_OPS = (  # matrix products, and the convolutions of the pixel networks (CarRacing)
+    "aten::bmm",
+    "aten::baddbmm",
+    "aten::mm",
+    "aten::addmm",
+    "aten::mkldnn_convolution",
+    "aten::convolution_backward",
+)
 TANH_OPS = ("aten::tanh", "aten::tanh_backward")
 
 
@@ -131,10 +138,10 @@ def time_budget(env_id: str, n: int, iters: int, repeats: int = 5, target: float
         ("our training, wall (median)", wall),
         ("of which: stepping the same pool with random actions", env_us),
         ("of which: tanh and its backward (aten, profiled)", ops["tanh"]),
-        ("of which: matrix products: bmm, baddbmm (aten, profiled)", ops["matmul"]),
+        ("of which: matrix products and convolutions (aten, profiled)", ops["matmul"]),
         ("of which: every other aten operator (profiled)", ops["other"]),
         ("of which: Python and other non-aten work (by difference)", wall - env_us - sum(ops.values())),
-        ("floor: stepping + tanh + matrix products", floor),
+        ("floor: stepping + tanh + matrix products and convolutions", floor),
         ("one SB3 agent, same settings (median)", sb3_us),
         (f"budget for {target:g}x SB3", budget),
         ("budget minus floor: left for all the rest", budget - floor),
@@ -240,8 +247,18 @@ def main(argv: list[str] | None = None) -> int:
     ops, wall = op_table(args.env_id, args.n, args.iters)
     cfg = ppo_config_for(args.env_id)
     mb = cfg.num_envs * cfg.num_steps // cfg.num_minibatches
-    acts = activation_rates((args.n, mb, cfg.hidden))
-    swap = tanh_swap(args.env_id, args.n, args.iters)
+    mlp = env_spec(args.env_id).obs_kind != "pixels"  # the pixel network has no tanh (ReLU CNN)
+    if mlp:
+        acts = activation_rates((args.n, mb, cfg.hidden))
+        swap = tanh_swap(args.env_id, args.n, args.iters)
+        tanh_part = (
+            f"\n## Elementwise activations on the update's minibatch [n, {mb}, {cfg.hidden}] (median)\n\n"
+            + markdown_table(acts, ".2f")
+            + "\n## Training with tanh computed from sigmoid (side by side, alternating; per CPU second)\n\n"
+            + markdown_table(swap, ".2f")
+        )
+    else:
+        tanh_part = "\nThe pixel network uses ReLU, not tanh: the activation tables are left out.\n"
     budget = time_budget(args.env_id, args.n, args.iters)
     md = (
         f"# Operator profile: {args.env_id}, n={args.n}\n\n"
@@ -251,10 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({wall:.2f} s with the profiler on).\n\n"
         "## PyTorch operators by self CPU time (top 15; shares of all aten operators)\n\n"
         + markdown_table(ops, ".3f")
-        + f"\n## Elementwise activations on the update's minibatch shape [n, {mb}, {cfg.hidden}] (median)\n\n"
-        + markdown_table(acts, ".2f")
-        + "\n## Training with tanh computed from sigmoid (side by side, alternating; per CPU second)\n\n"
-        + markdown_table(swap, ".2f")
+        + tanh_part
         + f"\n## Time per agent step at n={args.n} against the 10x SB3 budget (side by side)\n\n"
         + markdown_table(budget, ".2f")
     )

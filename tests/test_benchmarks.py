@@ -94,3 +94,17 @@ def test_env_threads_compare_rows():
     assert all(r["identical"] for r in rows)  # threads step environments only: same parameters
     with pytest.raises(SystemExit, match=r"--threads=\[0\] is not allowed"):
         et.main(["--threads", "0"])
+
+
+def test_profile_op_categories_sum_per_agent_step():
+    from types import SimpleNamespace as E
+
+    ps = _load("profile_step")
+    events = [
+        E(key="aten::tanh", self_cpu_time_total=30.0),
+        E(key="aten::tanh_backward", self_cpu_time_total=10.0),
+        E(key="aten::baddbmm", self_cpu_time_total=20.0),
+        E(key="aten::convolution_backward", self_cpu_time_total=40.0),  # pixel networks: a floor op
+        E(key="aten::copy_", self_cpu_time_total=6.0),
+    ]
+    assert ps.op_categories(events, steps=2) == {"tanh": 20.0, "matmul": 30.0, "other": 3.0}
