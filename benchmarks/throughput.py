@@ -111,11 +111,6 @@ class Measurement:
         return self.rates[-1]
 
 
-def population_env(env_id: str, n: int, cfg: PPOConfig) -> PopulationEnv:
-    """The training pool of n agents: n x num_envs environments, with cfg's preprocessing."""
-    return PopulationEnv.for_ppo(env_id, n, cfg)
-
-
 # -- (a) raw stepping ------------------------------------------------------------------------------
 def raw_envpool(env_id: str, n: int, pool: int) -> Measurement:
     """envpool directly (n agents' pool), random numpy actions; counts frames."""
@@ -151,7 +146,7 @@ def raw_envpool(env_id: str, n: int, pool: int) -> Measurement:
 
 def raw_population(env_id: str, n: int, cfg: PPOConfig) -> Measurement:
     """PopulationEnv (our preprocessing), random torch actions; counts agent steps."""
-    env = population_env(env_id, n, cfg)
+    env = PopulationEnv.for_ppo(env_id, n, cfg)
     env.reset()
     spec = env.spec
     low, high = torch.tensor(spec.action_low), torch.tensor(spec.action_high)
@@ -173,7 +168,7 @@ def raw_population(env_id: str, n: int, cfg: PPOConfig) -> Measurement:
 # -- (b) our training ------------------------------------------------------------------------------
 def ours(env_id: str, n: int, cfg: PPOConfig) -> Measurement:
     """PopulationPPO.collect_and_update with an infinite quota; counts learned-from agent steps."""
-    env = population_env(env_id, n, cfg)
+    env = PopulationEnv.for_ppo(env_id, n, cfg)
     agents = PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)])
     quota = np.full(n, 10**9)
     timers = [0.0, 0.0]
