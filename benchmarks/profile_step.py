@@ -6,10 +6,12 @@ One process, torch on one thread. Warms up with 3 ``collect_and_update`` calls (
 update) of n agents, then profiles ``--iters`` more with ``torch.profiler`` and prints the operators
 by self CPU time. A second table times elementwise activations on the update's tensor shape
 [n, minibatch, 64] (median of 200 calls): tanh, the networks' activation, against sigmoid and relu.
-A third trains the same population with ``torch.tanh`` and with tanh computed as 2 sigmoid(2x) - 1,
-side by side (what a faster tanh would buy; the package keeps ``torch.tanh``). A fourth splits the
-time of one agent step into env stepping, tanh, matrix products and the rest, measured side by
-side with one SB3 agent, against the time that 10x SB3's rate allows. Writes
+A third trains the same population side by side with numerics that change its results: tanh
+computed as 2 sigmoid(2x) - 1, and ``torch.compile`` of the PPO loss (and of the rollout forward)
+where a C++ compiler is present (what they would buy; the package keeps eager ``torch.tanh``). A
+fourth splits the time of one agent step into env stepping, tanh, matrix products and the rest,
+measured side by side with one SB3 agent and one agent of ours, against the time that 10x SB3's
+rate allows, and gives the bounds the floor puts on n/n=1 and train/raw. Writes
 ``benchmarks/results/profile_<ENV_ID>.md``. Shares of time and side-by-side ratios are what to
 read: absolute times depend on the load of the machine.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -96,40 +99,50 @@ def time_budget(env_id: str, n: int, iters: int, repeats: int = 5, target: float
 
     Measured side by side in alternating chunks (median of ``repeats``): our training (wall time of
     ``iters`` rollout+update calls), stepping the same pool with random actions, and one SB3 agent
-    with the same PPO settings. Then one profiled chunk splits our aten operator time into tanh,
-    matrix products and the rest (the profiler adds a little to each operator). The *floor* is what
-    bit-identical results cannot avoid: env stepping, tanh and the matrix products.
+    with the same PPO settings, and one agent of ours (n=1). Then ``repeats`` profiled chunks split
+    our aten operator time into tanh, matrix products and the rest (median per part; the profiler
+    adds a little to each operator). The *floor* is what bit-identical results cannot avoid: env
+    stepping, tanh and the matrix products. It bounds two more targets: n/n=1 (a version at its
+    floor against today's n=1; a faster n=1 only lowers the ratio) and train/raw (stepping / floor).
     """
     sys.path.insert(0, str(Path(__file__).parent))
     from throughput import raw_population, sb3  # benchmarks/ is not a package
 
     cfg = ppo_config_for(env_id)
-    env, agents = population(env_id, n)
-    quota = np.full(n, 10**9)
+    pops = {k: population(env_id, k) for k in {n, 1}}
 
-    def train_chunk() -> tuple[float, int]:
+    def train_chunk(k: int, calls: int) -> tuple[float, int]:
+        env, agents = pops[k]
+        quota = np.full(k, 10**9)
         t0, steps = time.perf_counter(), 0
-        for _ in range(iters):
+        for _ in range(calls):
             steps += int(agents.collect_and_update(env, quota).steps.sum())
         return time.perf_counter() - t0, steps
 
     raw, ref = raw_population(env_id, n, cfg), sb3(env_id, cfg)
     for m in (raw, ref):
         m.warm_up(1.0)
-    train_chunk()
-    ours_us = []
+    train_chunk(n, iters)
+    train_chunk(1, iters)
+    ours_us, one_us = [], []
     for _ in range(repeats):
-        el, steps = train_chunk()
+        el, steps = train_chunk(n, iters)
         ours_us.append(el / steps * 1e6)
+        el, steps = train_chunk(1, iters)
+        one_us.append(el / steps * 1e6)
         raw.measure()
         ref.measure()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        _, steps = train_chunk()
-    ops = op_categories([e for e in prof.key_averages() if e.key.startswith("aten::")], steps)
+    profiled = []  # median per part over several profiled chunks: one disturbed chunk sets no floor
+    for _ in range(repeats):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            _, steps = train_chunk(n, iters)
+        profiled.append(op_categories([e for e in prof.key_averages() if e.key.startswith("aten::")], steps))
+    ops = {k: statistics.median(p[k] for p in profiled) for k in profiled[0]}
     for m in (raw, ref):
         m.close()
-    env.close()
-    wall = statistics.median(ours_us)
+    for env, _ in pops.values():
+        env.close()
+    wall, one = statistics.median(ours_us), statistics.median(one_us)
     env_us = 1e6 / statistics.median(raw.rates)
     sb3_us = 1e6 / statistics.median(ref.rates)
     floor = env_us + ops["tanh"] + ops["matmul"]
@@ -146,6 +159,11 @@ def time_budget(env_id: str, n: int, iters: int, repeats: int = 5, target: float
         (f"budget for {target:g}x SB3", budget),
         ("budget minus floor: left for all the rest", budget - floor),
         ("all the rest now (wall minus floor)", wall - floor),
+        ("our training at n=1, wall (median)", one),
+        (f"n={n} / n=1 now (rate ratio, target >= 6)", one / wall),
+        (f"n={n} / n=1 at most: n=1 time / n={n} floor", one / floor),
+        ("train / raw now (target >= 0.5)", env_us / wall),
+        ("train / raw at most: stepping / floor", env_us / floor),
     ]
     return pd.DataFrame(rows, columns=["part", "us per agent step"])
 
@@ -194,24 +212,40 @@ class SigmoidTanh(torch.autograd.Function):
         return torch.ops.aten.tanh_backward(grad, y)
 
 
-def tanh_swap(env_id: str, n: int, iters: int, repeats: int = 9) -> pd.DataFrame:
-    """Training rate (agent steps per CPU second) with ``torch.tanh`` and with :class:`SigmoidTanh`.
+def numerics_variants(env_id: str, n: int, iters: int, repeats: int = 9) -> pd.DataFrame:
+    """Training rate with the package's numerics against variants that change results in the last bits.
 
-    Side by side, alternating, median of ``repeats`` chunks of ``iters`` rollout+update calls. The
-    swap applies where autograd records (the PPO update's large minibatches); the rollout keeps
-    ``torch.tanh``. Results of training change in the last bits, so the package does not use it.
+    Variants: tanh computed as 2 sigmoid(2x) - 1 where autograd records (the update's minibatches;
+    the rollout keeps ``torch.tanh``), ``torch.compile`` (inductor) of the PPO loss
+    (:meth:`PopulationPPO.minibatch_loss`), and that plus a compiled rollout forward. The compiled
+    variants need a C++ compiler and are left out without one. Side by side, alternating, median of
+    ``repeats`` chunks of ``iters`` rollout+update calls, in agent steps per CPU second; compile
+    time (the first call) is reported apart. The package keeps eager ``torch.tanh``: the variants
+    change every committed result.
     """
     original = torch.tanh  # collab.networks calls torch.tanh: swapping the attribute swaps it there
 
     def swapped(x: torch.Tensor) -> torch.Tensor:
         return SigmoidTanh.apply(x) if torch.is_grad_enabled() else original(x)
 
+    names = ["package: eager, torch.tanh", "tanh as 2 sigmoid(2x) - 1 in the update"]
+    if shutil.which("c++") or shutil.which("g++"):
+        names += ["torch.compile: PPO loss", "torch.compile: PPO loss and rollout forward"]
     quota = np.full(n, 10**9)
-    runs = {name: (*population(env_id, n), []) for name in ("torch.tanh", "2 sigmoid(2x) - 1")}
+    runs = {name: (*population(env_id, n), []) for name in names}
+    compile_s = {}
+    for name, (env, agents, _) in runs.items():
+        if name.startswith("torch.compile"):
+            t0 = time.perf_counter()
+            agents.minibatch_loss = torch.compile(agents.minibatch_loss)  # type: ignore[method-assign]
+            if "rollout" in name:
+                agents.net.forward = torch.compile(agents.net.forward)  # type: ignore[method-assign]
+            agents.collect_and_update(env, quota)
+            compile_s[name] = time.perf_counter() - t0
     try:
         for r in range(repeats + 1):
             for name, (env, agents, rates) in runs.items():
-                torch.tanh = swapped if name != "torch.tanh" else original
+                torch.tanh = swapped if name.startswith("tanh as") else original
                 c0, steps = time.process_time(), 0
                 for _ in range(iters):
                     steps += int(agents.collect_and_update(env, quota).steps.sum())
@@ -219,12 +253,13 @@ def tanh_swap(env_id: str, n: int, iters: int, repeats: int = 9) -> pd.DataFrame
                     rates.append(steps / (time.process_time() - c0))
     finally:
         torch.tanh = original
-    base = statistics.median(runs["torch.tanh"][2])
+    base = statistics.median(runs[names[0]][2])
     rows = [
         {
-            "activation": k,
+            "numerics": k,
             "steps per CPU-s (median)": statistics.median(v[2]),
-            "vs torch.tanh": statistics.median(v[2]) / base,
+            "vs package": statistics.median(v[2]) / base,
+            "first call incl. compile (s; inductor's disk cache may be warm)": compile_s.get(k, float("nan")),
         }
         for k, v in runs.items()
     ]
@@ -250,11 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     mlp = env_spec(args.env_id).obs_kind != "pixels"  # the pixel network has no tanh (ReLU CNN)
     if mlp:
         acts = activation_rates((args.n, mb, cfg.hidden))
-        swap = tanh_swap(args.env_id, args.n, args.iters)
+        swap = numerics_variants(args.env_id, args.n, args.iters)
         tanh_part = (
             f"\n## Elementwise activations on the update's minibatch [n, {mb}, {cfg.hidden}] (median)\n\n"
             + markdown_table(acts, ".2f")
-            + "\n## Training with tanh computed from sigmoid (side by side, alternating; per CPU second)\n\n"
+            + "\n## Training with numerics that change results (side by side, alternating; per CPU-s)\n\n"
             + markdown_table(swap, ".2f")
         )
     else:

@@ -427,7 +427,6 @@ class PopulationPPO:
             return {}
         mb = max(B // cfg.num_minibatches, 1)
         rows = torch.arange(n, device=self.device).unsqueeze(1)
-        log_std = getattr(self.net, "log_std", None)
         last: tuple[torch.Tensor, ...] | None = None
         for _ in range(cfg.update_epochs):
             perm = torch.stack([torch.randperm(B, generator=g) for g in self.gens]).to(self.device)
@@ -443,23 +442,12 @@ class PopulationPPO:
                 if not bool(active.any()):
                     continue
                 c = cnt.clamp(min=1.0)
-                out, newv = self.net(e_obs[:, sl])
-                if e_mask is not None:
-                    out = self._masked(out, e_mask[:, sl])
-                newlogp, ent = log_prob_entropy(out, log_std, e_act[:, sl], self.spec.discrete)
-                logratio = newlogp - e_logp[:, sl]
-                ratio = logratio.exp()
-                a = e_adv[:, sl]
-                a_mean = (a * w).sum(1, keepdim=True) / c.unsqueeze(1)
-                centred = a - a_mean
-                a_var = ((centred**2) * w).sum(1, keepdim=True) / (c - 1).clamp(min=1).unsqueeze(1)
-                a = centred / (a_var.sqrt() + 1e-8)
-                neg_a = -a
-                pg = torch.max(neg_a * ratio, neg_a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
-                v_loss = 0.5 * (newv - e_ret[:, sl]) ** 2
-                per_agent = ((pg - cfg.ent_coef * ent + cfg.vf_coef * v_loss) * w).sum(1) / c
+                m_sl = e_mask[:, sl] if e_mask is not None else None
+                loss, ratio, logratio = self.minibatch_loss(
+                    e_obs[:, sl], e_act[:, sl], e_logp[:, sl], e_adv[:, sl], e_ret[:, sl], w, c, m_sl
+                )
                 self.flat_grad.zero_()
-                per_agent.sum().backward()
+                loss.backward()
                 self._clip_grads()
                 self.opt.step(self.flat_grad, self.lr, active)
                 last = (ratio.detach(), logratio.detach(), w, c)
@@ -471,6 +459,41 @@ class PopulationPPO:
             "approx_kl": ((((ratio - 1) - logratio) * w).sum(1) / c).cpu().numpy(),
             "clipfrac": ((clipped * w).sum(1) / c).cpu().numpy(),
         }
+
+    def minibatch_loss(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        logp_old: torch.Tensor,
+        adv: torch.Tensor,
+        ret: torch.Tensor,
+        w: torch.Tensor,
+        c: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """PPO loss of one minibatch, summed over agents; also (ratio, logratio), all ``[n, mb]``.
+
+        ``w`` [n, mb] weighs each sample (1 valid, 0 not), ``c`` [n] is each agent's count of valid
+        samples (at least 1): each agent's loss is its own weighted mean, with advantages normalised
+        per agent, so the sum's gradient for agent a is agent a's gradient alone.
+        """
+        cfg = self.cfg
+        out, newv = self.net(obs)
+        if mask is not None:
+            out = self._masked(out, mask)
+        log_std = getattr(self.net, "log_std", None)
+        newlogp, ent = log_prob_entropy(out, log_std, actions, self.spec.discrete)
+        logratio = newlogp - logp_old
+        ratio = logratio.exp()
+        a_mean = (adv * w).sum(1, keepdim=True) / c.unsqueeze(1)
+        centred = adv - a_mean
+        a_var = ((centred**2) * w).sum(1, keepdim=True) / (c - 1).clamp(min=1).unsqueeze(1)
+        a = centred / (a_var.sqrt() + 1e-8)
+        neg_a = -a
+        pg = torch.max(neg_a * ratio, neg_a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
+        v_loss = 0.5 * (newv - ret) ** 2
+        per_agent = ((pg - cfg.ent_coef * ent + cfg.vf_coef * v_loss) * w).sum(1) / c
+        return per_agent.sum(), ratio, logratio
 
     @torch.no_grad()
     def _clip_grads(self) -> None:

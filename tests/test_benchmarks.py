@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -108,3 +109,15 @@ def test_profile_op_categories_sum_per_agent_step():
         E(key="aten::copy_", self_cpu_time_total=6.0),
     ]
     assert ps.op_categories(events, steps=2) == {"tanh": 20.0, "matmul": 30.0, "other": 3.0}
+
+
+def test_profile_numerics_variants_without_compiler(monkeypatch):
+    """Without a C++ compiler the compiled variants are left out; the package's row is the baseline."""
+    ps = _load("profile_step")
+    monkeypatch.setattr(ps.shutil, "which", lambda name: None)
+    original = torch.tanh
+    table = ps.numerics_variants("Acrobot-v1", 1, iters=1, repeats=1)
+    assert torch.tanh is original  # the swap is undone
+    names = ["package: eager, torch.tanh", "tanh as 2 sigmoid(2x) - 1 in the update"]
+    assert list(table["numerics"]) == names
+    assert table["vs package"].iloc[0] == 1.0 and (table["steps per CPU-s (median)"] > 0).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -278,3 +280,27 @@ def test_short_learning_cartpole():
                 late[a].extend(stats.episode_returns[a])
     env.close()
     assert min(np.mean(r) for r in late) > 100, late
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile needs a C++ compiler"
+)
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "Pendulum-v1"])
+def test_compiled_loss_matches_eager(env_id):
+    """torch.compile of ``minibatch_loss`` (measured in benchmarks/profile_step.py, not used by the
+    package) trains the same agents up to the last bits, also on a rollout cut short by the quota."""
+    from collab.config import ppo_config_for
+
+    cfg = ppo_config_for(env_id)
+    pops = []
+    for _ in range(2):
+        env = PopulationEnv.for_ppo(env_id, 2, cfg, seed=3)
+        pops.append((env, PopulationPPO(env.spec, cfg, [derive_seed(3, "agent", a) for a in range(2)])))
+    pops[1][1].minibatch_loss = torch.compile(pops[1][1].minibatch_loss)
+    initial = pops[0][1].flat.clone()
+    for quota in (np.full(2, 10**9), np.array([1, 2])):
+        for env, agents in pops:
+            agents.collect_and_update(env, quota)
+        torch.testing.assert_close(pops[1][1].flat, pops[0][1].flat, rtol=0, atol=1e-6)
+    assert (pops[0][1].flat - initial).abs().max() > 1e-3  # the updates moved the parameters
