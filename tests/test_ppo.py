@@ -294,13 +294,17 @@ def test_compiled_loss_matches_eager(env_id):
 
     cfg = ppo_config_for(env_id)
     pops = []
-    for _ in range(2):
-        env = PopulationEnv.for_ppo(env_id, 2, cfg, seed=3)
+    for _ in range(2):  # 100-step episodes: the second rollout meets the quota [1, 2] and stops early
+        env = PopulationEnv.for_ppo(env_id, 2, cfg, seed=3, max_episode_steps=100)
         pops.append((env, PopulationPPO(env.spec, cfg, [derive_seed(3, "agent", a) for a in range(2)])))
     pops[1][1].minibatch_loss = torch.compile(pops[1][1].minibatch_loss)
     initial = pops[0][1].flat.clone()
-    for quota in (np.full(2, 10**9), np.array([1, 2])):
-        for env, agents in pops:
-            agents.collect_and_update(env, quota)
+    full = 2 * cfg.num_steps * cfg.num_envs  # agent steps of an uncut rollout (a few are resets)
+    for quota, cut in ((np.full(2, 10**9), False), (np.array([1, 2]), True)):
+        for env, agents in pops:  # cut: the episodes end at step 200 (Acrobot 72 of 128 steps in,
+            # Pendulum 44 of 256), so the rollout keeps well under 3/4 of its steps
+            assert (agents.collect_and_update(env, quota).steps.sum() < 0.75 * full) == cut
         torch.testing.assert_close(pops[1][1].flat, pops[0][1].flat, rtol=0, atol=1e-6)
     assert (pops[0][1].flat - initial).abs().max() > 1e-3  # the updates moved the parameters
+    for env, _ in pops:
+        env.close()
