@@ -7,8 +7,8 @@ update) of n agents, then profiles ``--iters`` more with ``torch.profiler`` and 
 by self CPU time. A second table times elementwise activations on the update's tensor shape
 [n, minibatch, 64] (median of 200 calls): tanh, the networks' activation, against sigmoid and relu.
 A third trains the same population side by side with numerics that change its results: tanh
-computed as 2 sigmoid(2x) - 1, and ``torch.compile`` of the PPO loss (and of the rollout forward)
-where a C++ compiler is present (what they would buy; the package keeps eager ``torch.tanh``). A
+computed as 2 sigmoid(2x) - 1, ``torch.compile`` of the PPO loss (the opt-in ``compile_loss``) and
+of the loss and the rollout forward, where a C++ compiler is present (eager is the default). A
 fourth splits the time of one agent step into env stepping, tanh, matrix products and the rest,
 measured side by side with one SB3 agent and one agent of ours, against the time that 10x SB3's
 rate allows, and gives the bounds the floor puts on n/n=1 and train/raw. Writes
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -35,17 +34,18 @@ from torch.profiler import ProfilerActivity, profile
 
 from collab.config import ppo_config_for
 from collab.envs import PopulationEnv, derive_seed, env_spec
-from collab.ppo import PopulationPPO
+from collab.ppo import PopulationPPO, cpp_compiler
 from collab.results import atomic_write_text, markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def population(env_id: str, n: int) -> tuple[PopulationEnv, PopulationPPO]:
+def population(env_id: str, n: int, compile_loss: bool = False) -> tuple[PopulationEnv, PopulationPPO]:
     """n agents of ``env_id`` with its PPO settings and their training pool (seed 0)."""
     cfg = ppo_config_for(env_id)
     env = PopulationEnv.for_ppo(env_id, n, cfg)
-    return env, PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)])
+    seeds = [derive_seed(0, "agent", a) for a in range(n)]
+    return env, PopulationPPO(env.spec, cfg, seeds, compile_loss=compile_loss)
 
 
 def op_table(env_id: str, n: int, iters: int, top: int = 15) -> tuple[pd.DataFrame, float]:
@@ -216,12 +216,12 @@ def numerics_variants(env_id: str, n: int, iters: int, repeats: int = 9) -> pd.D
     """Training rate with the package's numerics against variants that change results in the last bits.
 
     Variants: tanh computed as 2 sigmoid(2x) - 1 where autograd records (the update's minibatches;
-    the rollout keeps ``torch.tanh``), ``torch.compile`` (inductor) of the PPO loss
-    (:meth:`PopulationPPO.minibatch_loss`), and that plus a compiled rollout forward. The compiled
+    the rollout keeps ``torch.tanh``), ``torch.compile`` (inductor, dynamic shapes) of the PPO loss
+    (``PopulationPPO(..., compile_loss=True)``), and that plus a compiled rollout forward. The compiled
     variants need a C++ compiler and are left out without one. Side by side, alternating, median of
     ``repeats`` chunks of ``iters`` rollout+update calls, in agent steps per CPU second; compile
-    time (the first call) is reported apart. The package keeps eager ``torch.tanh``: the variants
-    change every committed result.
+    time (the first call) is reported apart. The package's default is eager ``torch.tanh``: the
+    variants change every committed result.
     """
     original = torch.tanh  # collab.networks calls torch.tanh: swapping the attribute swaps it there
 
@@ -229,15 +229,14 @@ def numerics_variants(env_id: str, n: int, iters: int, repeats: int = 9) -> pd.D
         return SigmoidTanh.apply(x) if torch.is_grad_enabled() else original(x)
 
     names = ["package: eager, torch.tanh", "tanh as 2 sigmoid(2x) - 1 in the update"]
-    if shutil.which("c++") or shutil.which("g++"):
-        names += ["torch.compile: PPO loss", "torch.compile: PPO loss and rollout forward"]
+    if cpp_compiler():
+        names += ["torch.compile: PPO loss (compile_loss)", "torch.compile: PPO loss and rollout forward"]
     quota = np.full(n, 10**9)
-    runs = {name: (*population(env_id, n), []) for name in names}
+    runs = {name: (*population(env_id, n, name.startswith("torch.compile")), []) for name in names}
     compile_s = {}
     for name, (env, agents, _) in runs.items():
         if name.startswith("torch.compile"):
             t0 = time.perf_counter()
-            agents.minibatch_loss = torch.compile(agents.minibatch_loss)  # type: ignore[method-assign]
             if "rollout" in name:
                 agents.net.forward = torch.compile(agents.net.forward)  # type: ignore[method-assign]
             agents.collect_and_update(env, quota)

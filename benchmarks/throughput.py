@@ -18,6 +18,8 @@ side by side and round-robin over the repeats (so load drift on a shared machine
 * ``ours``: ``PopulationPPO.collect_and_update(env, quota=inf)`` in a loop after one warm-up rollout,
   counting ``stats.steps.sum()`` (learned-from agent steps), per-environment PPO settings
   (:func:`collab.config.ppo_config_for`).
+* ``ours_compiled`` (``--compiled``): the same with ``compile_loss=True`` (``torch.compile`` of the PPO
+  loss, results that differ in the last bits; needs a C++ compiler); compiling happens in the warm-up.
 * ``sb3``: Stable-Baselines3 PPO with the same hyperparameters, one agent with ``num_envs`` envs
   (DummyVecEnv), after a one-rollout warm-up. Training n agents one after another runs at the rate of
   one agent, so its single-agent rate is reported as its aggregate for every n. ``sb3_sequential``
@@ -49,7 +51,7 @@ import torch.nn.functional as F
 from collab.config import ConfigError, PPOConfig, ppo_config_for
 from collab.config import parse_overrides as config_overrides
 from collab.envs import ENVPOOL_IDS, PopulationEnv, derive_seed
-from collab.ppo import PopulationPPO
+from collab.ppo import PopulationPPO, cpp_compiler
 from collab.results import atomic_write_csv, atomic_write_text, markdown_table
 
 RESULTS = Path(__file__).parent / "results"
@@ -166,10 +168,11 @@ def raw_population(env_id: str, n: int, cfg: PPOConfig) -> Measurement:
 
 
 # -- (b) our training ------------------------------------------------------------------------------
-def ours(env_id: str, n: int, cfg: PPOConfig) -> Measurement:
+def ours(env_id: str, n: int, cfg: PPOConfig, compile_loss: bool = False) -> Measurement:
     """PopulationPPO.collect_and_update with an infinite quota; counts learned-from agent steps."""
     env = PopulationEnv.for_ppo(env_id, n, cfg)
-    agents = PopulationPPO(env.spec, cfg, [derive_seed(0, "agent", a) for a in range(n)])
+    seeds = [derive_seed(0, "agent", a) for a in range(n)]
+    agents = PopulationPPO(env.spec, cfg, seeds, compile_loss=compile_loss)
     quota = np.full(n, 10**9)
     timers = [0.0, 0.0]
 
@@ -189,7 +192,8 @@ def ours(env_id: str, n: int, cfg: PPOConfig) -> Measurement:
     def unit(k: int) -> int:
         return int(sum(agents.collect_and_update(env, quota).steps.sum() for _ in range(k)))
 
-    return Measurement(env_id, n, "ours", "agent_steps", env.num, unit, env.close, timers=timers)
+    kind = "ours_compiled" if compile_loss else "ours"
+    return Measurement(env_id, n, kind, "agent_steps", env.num, unit, env.close, timers=timers)
 
 
 # -- (c) Stable-Baselines3 -------------------------------------------------------------------------
@@ -331,6 +335,7 @@ def bench_env(
     min_time: float,
     log: Callable[[str], None],
     overrides: dict[str, object] | None = None,
+    compiled: bool = False,
 ) -> list[dict]:
     """All measurements of one environment, round-robin over repeats; returns CSV rows."""
     cfg = ppo_config(env_id, overrides)
@@ -339,6 +344,8 @@ def bench_env(
     for n in ns:
         pool = n * cfg.num_envs
         ms += [raw_envpool(env_id, n, pool), raw_population(env_id, n, cfg), ours(env_id, n, cfg)]
+        if compiled:
+            ms.append(ours(env_id, n, cfg, compile_loss=True))
     ms.append(sb3(env_id, cfg))
     for m in ms:
         # CarRacing units are seconds long: time one chunk of the same length as the others anyway
@@ -377,6 +384,7 @@ def summarise(df: pd.DataFrame, col: str = "sps_median") -> tuple[pd.DataFrame, 
         by = {(r.kind, r.n): getattr(r, col) for r in g.itertuples()}
         pools = {(r.kind, r.n): r.pool for r in g.itertuples()}
         share = {r.n: (r.env_step_share, r.update_share) for r in g.itertuples() if r.kind == "ours"}
+        compiled = any(k == "ours_compiled" for k, _ in by)
         sb3_rate = by[("sb3", 1)]
         ns = sorted(n for k, n in by if k == "ours")
         for n in ns:
@@ -397,6 +405,15 @@ def summarise(df: pd.DataFrame, col: str = "sps_median") -> tuple[pd.DataFrame, 
                     "ours n / ours n=1": by[("ours", n)] / by[("ours", 1)] if ns[0] == 1 else float("nan"),
                 }
             )
+            if compiled:
+                c = by[("ours_compiled", n)]
+                wide[-1] |= {
+                    "compiled train (steps/s)": round(c),
+                    "compiled/ours": c / by[("ours", n)],
+                    "compiled train/raw": c / by[("raw_population", n)],
+                    "compiled/SB3": c / sb3_rate,
+                    "compiled n / compiled n=1": c / by[("ours_compiled", 1)] if ns[0] == 1 else float("nan"),
+                }
         big = max(ns)
         vs_sb3 = by[("ours", big)] / sb3_rate
         vs_raw = [by[("ours", n)] / by[("raw_population", n)] for n in ns]
@@ -419,6 +436,17 @@ def summarise(df: pd.DataFrame, col: str = "sps_median") -> tuple[pd.DataFrame, 
                 + verdict(scaling >= TARGET_SCALING, big == 8 and 1 in ns),
             }
         )
+        if compiled:
+            c_big = by[("ours_compiled", big)]
+            c_raw = c_big / by[("raw_population", big)]
+            c_scaling = c_big / by[("ours_compiled", 1)] if ("ours_compiled", 1) in by else float("nan")
+            targets[-1] |= {
+                f"compile_loss: n={big} / SB3": f"{c_big / sb3_rate:.1f}x "
+                + verdict(c_big / sb3_rate >= TARGET_VS_SB3, env_id in MLP_ENVS),
+                f"compile_loss: train/raw, n={big}": f"{c_raw:.2f} " + verdict(c_raw >= TARGET_VS_RAW),
+                f"compile_loss: n={big} / n=1": f"{c_scaling:.1f}x "
+                + verdict(c_scaling >= TARGET_SCALING, big == 8 and 1 in ns),
+            }
     return pd.DataFrame(wide), pd.DataFrame(targets)
 
 
@@ -434,12 +462,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for throughput.csv/.md")
     p.add_argument(
+        "--compiled", action="store_true", help="also time our training with compile_loss=True (needs g++)"
+    )
+    p.add_argument(
         "--ppo", nargs="*", default=[], metavar="FIELD=VALUE", help="PPO settings to override (ours and SB3)"
     )
     args = p.parse_args(argv)
     overrides = parse_overrides(args.ppo)
     for env_id in args.envs:
         ppo_config(env_id, overrides)  # bad overrides fail before anything runs
+    if args.compiled and cpp_compiler() is None:
+        raise SystemExit("--compiled: torch.compile needs a C++ compiler (g++ or $CXX); none works here")
     ns = args.ns or ([1, 8] if args.quick else [1, 2, 4, 8])
     repeats = args.repeats or (1 if args.quick else 3)
     min_time = args.min_time or (0.3 if args.quick else 1.5)
@@ -455,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     for env_id in args.envs:
         log(f"{env_id}: setting up and warming up")
-        rows += bench_env(env_id, ns, repeats, min_time, log, overrides)
+        rows += bench_env(env_id, ns, repeats, min_time, log, overrides, args.compiled)
     seq_line = ""
     if not args.quick and args.sb3_sequential_env:
         env_id = args.sb3_sequential_env

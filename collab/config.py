@@ -281,6 +281,10 @@ class ExperimentConfig:
     env_threads: int = 1
     """envpool worker threads stepping the environments (results do not depend on it; more helps
     environments that are slow to step, such as CarRacing, where cores are free)."""
+    compile_loss: bool = False
+    """Run the PPO update's loss through ``torch.compile``: about 1.1-1.2x faster on the MLP
+    environments, results that differ from the default's in the last bits, seconds of compiling at
+    the start, and (on CPU) a C++ compiler. Off by default: the committed results are eager."""
     out_dir: str = "runs/example"
     """Folder for curves.csv, final.csv, sharing.csv and config.json."""
     ppo: PPOConfig | None = field(default=None)
@@ -315,6 +319,18 @@ class ExperimentConfig:
                 _fail(name, v, "an integer >= 1")
         if not (self.device == "cpu" or str(self.device).startswith("cuda")):
             _fail("device", self.device, "'cpu' or 'cuda[:N]'")
+        if not isinstance(self.compile_loss, bool):
+            _fail("compile_loss", self.compile_loss, "True or False")
+        if self.compile_loss and self.device == "cpu":
+            from collab.ppo import cpp_compiler
+
+            if cpp_compiler() is None:
+                _fail(
+                    "compile_loss",
+                    True,
+                    "False on a machine without a working C++ compiler (torch.compile builds its CPU "
+                    "kernels with g++, or $CXX); install one or leave compile_loss off",
+                )
         if check_env:
             from collab.envs import check_env_id
 

@@ -13,6 +13,8 @@ gradient norm, so agents never influence each other without sharing.
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,18 @@ MASKED_LOGIT = -1e8
 # autograd warns that they do not obey its layout contract. It still accumulates into them in place
 # (tested in tests/test_ppo.py); the warning is about a possible slowdown only.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler ``torch.compile`` (inductor) would build CPU kernels with, or None if none works."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler  # private: fall back if it moves
+    except ImportError:
+        return shutil.which(os.environ.get("CXX", "g++"))
+    try:
+        return get_cpp_compiler()
+    except Exception:  # inductor raises its own InvalidCxxCompiler
+        return None
 
 
 def gae(
@@ -171,10 +185,22 @@ class PopulationPPO:
     ``seeds[a]`` seeds agent a's own ``torch.Generator``, from which it draws its initial weights,
     action noise and minibatch order, so an agent's randomness never depends on the other agents
     (``run_experiment`` passes ``derive_seed(seed, "agent", a)``).
+
+    ``compile_loss=True`` runs the update's loss (:meth:`minibatch_loss`, forward and backward)
+    through ``torch.compile`` with dynamic shapes: about 1.1-1.2x faster training on the MLP
+    environments, results that differ from the eager ones in the last bits (and then diverge), a
+    first update that takes seconds to compile, and a C++ compiler on CPU. Compiled code is cached
+    per process and shared between instances; ``run_experiment`` clears that cache first
+    (``torch._dynamo.reset()``), so that an experiment's results depend only on its config and seed.
     """
 
     def __init__(
-        self, spec: EnvSpec, cfg: PPOConfig, seeds: list[int], device: str | torch.device = "cpu"
+        self,
+        spec: EnvSpec,
+        cfg: PPOConfig,
+        seeds: list[int],
+        device: str | torch.device = "cpu",
+        compile_loss: bool = False,
     ) -> None:
         self.spec, self.cfg, self.n = spec, cfg, len(seeds)
         self.device = torch.device(device)
@@ -190,6 +216,10 @@ class PopulationPPO:
         self._ret_acc: torch.Tensor | None = None  # running discounted return per env (env state)
         self._was_done: torch.Tensor | None = None  # per env: last step ended an episode
         self._obs: torch.Tensor | None = None
+        self.compile_loss = compile_loss
+        # dynamic shapes from the first call: one graph for every minibatch size (a rollout cut
+        # short by the quota has smaller minibatches), not a recompile per size
+        self._loss = torch.compile(self.minibatch_loss, dynamic=True) if compile_loss else self.minibatch_loss
 
     # -- agent state -----------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -443,7 +473,7 @@ class PopulationPPO:
                     continue
                 c = cnt.clamp(min=1.0)
                 m_sl = e_mask[:, sl] if e_mask is not None else None
-                loss, ratio, logratio = self.minibatch_loss(
+                loss, ratio, logratio = self._loss(
                     e_obs[:, sl], e_act[:, sl], e_logp[:, sl], e_adv[:, sl], e_ret[:, sl], w, c, m_sl
                 )
                 self.flat_grad.zero_()

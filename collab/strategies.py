@@ -94,9 +94,10 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
         "num_threads": cfg.env_threads,
     }
     env = PopulationEnv.for_ppo(cfg.env_id, n, ppo_cfg, cfg.seed, purpose="train", **env_kw)
-    agents = PopulationPPO(
-        env.spec, ppo_cfg, [derive_seed(cfg.seed, "agent", a) for a in range(n)], cfg.device
-    )
+    if cfg.compile_loss:  # compile afresh, as a new process would: no graph of an earlier experiment
+        torch._dynamo.reset()
+    seeds = [derive_seed(cfg.seed, "agent", a) for a in range(n)]
+    agents = PopulationPPO(env.spec, ppo_cfg, seeds, cfg.device, compile_loss=cfg.compile_loss)
     sharer = UCBSharer(
         n,
         cfg.c,

@@ -61,6 +61,44 @@ def test_throughput_overrides_apply():
     assert cfg.num_envs == 16 and cfg.anneal_lr is True and cfg.gae_lambda == 0.94  # the rest: Acrobot's
 
 
+def test_throughput_summarise_compiled_rows():
+    """With --compiled, the tables add compile_loss's rates and targets, computed like ours'."""
+    import pandas as pd
+
+    tp = _load("throughput")
+    rates = {  # (kind, n) -> steps/s, made up so that every ratio is exact
+        ("raw_envpool", 1): 50.0, ("raw_population", 1): 40.0, ("ours", 1): 10.0, ("ours_compiled", 1): 12.0,
+        ("raw_envpool", 8): 400.0, ("raw_population", 8): 320.0, ("ours", 8): 40.0,
+        ("ours_compiled", 8): 80.0, ("sb3", 1): 5.0,
+    }  # fmt: skip
+    df = pd.DataFrame(
+        [
+            {"env_id": "Acrobot-v1", "kind": k, "n": n, "pool": 4 * n, "sps_median": v,
+             "env_step_share": 0.1, "update_share": 0.5}
+            for (k, n), v in rates.items()
+        ]
+    )  # fmt: skip
+    wide, targets = tp.summarise(df)
+    row8 = wide[wide["n"] == 8].iloc[0]
+    assert row8["compiled/ours"] == 2.0 and row8["compiled train/raw"] == 0.25
+    assert row8["compiled/SB3"] == 16.0 and row8["compiled n / compiled n=1"] == 80.0 / 12.0
+    t = targets.iloc[0]
+    assert t["ours n=8 / SB3 (>= 10, MLP envs)"] == "8.0x NOT met"
+    assert t["compile_loss: n=8 / SB3"] == "16.0x met"
+    assert t["compile_loss: train/raw, n=8"] == "0.25 NOT met"
+    assert t["compile_loss: n=8 / n=1"] == "6.7x met"
+    plain, _ = tp.summarise(df[df["kind"] != "ours_compiled"])
+    assert not any(c.startswith("compiled") for c in plain.columns)
+
+
+def test_throughput_compiled_needs_a_compiler(monkeypatch, tmp_path):
+    tp = _load("throughput")
+    monkeypatch.setattr(tp, "cpp_compiler", lambda: None)
+    with pytest.raises(SystemExit, match="--compiled: torch.compile needs a C\\+\\+ compiler"):
+        tp.main(["--compiled", "--quick", "--envs", "Acrobot-v1", "--out", str(tmp_path)])
+    assert not list(tmp_path.iterdir())
+
+
 def test_ab_commits_loads_an_earlier_collab_beside_this_one(tmp_path):
     import subprocess
 
@@ -114,7 +152,7 @@ def test_profile_op_categories_sum_per_agent_step():
 def test_profile_numerics_variants_without_compiler(monkeypatch):
     """Without a C++ compiler the compiled variants are left out; the package's row is the baseline."""
     ps = _load("profile_step")
-    monkeypatch.setattr(ps.shutil, "which", lambda name: None)
+    monkeypatch.setattr(ps, "cpp_compiler", lambda: None)
     original = torch.tanh
     table = ps.numerics_variants("Acrobot-v1", 1, iters=1, repeats=1)
     assert torch.tanh is original  # the swap is undone

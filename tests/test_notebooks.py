@@ -12,6 +12,7 @@ import papermill
 import pytest
 from conftest import TINY
 
+from collab.ppo import cpp_compiler
 from collab.results import SCHEMA, is_complete_run, read_csv_checked, setup_name
 
 REQUIRED = [
@@ -26,7 +27,7 @@ REQUIRED = [
     "lam",
     "out_dir",
 ]
-OPTIONAL = ["val_episodes", "max_episode_steps", "backend"]
+OPTIONAL = ["val_episodes", "max_episode_steps", "backend", "compile_loss"]
 
 
 @pytest.mark.parametrize("name", ["train", "explore"])
@@ -53,6 +54,7 @@ def test_train_parameters_are_typed_and_commented(root: Path) -> None:
     assert params["lam"]["default"] == "1.0"
     assert params["max_episode_steps"]["default"] == "None"
     assert params["backend"]["default"] == '"auto"'
+    assert params["compile_loss"]["default"] == "False"
     assert params["strategy"]["default"].strip('"') in ("independent", "sequential", "collaborative")
 
 
@@ -84,6 +86,7 @@ def test_every_parameter_reaches_the_config(papermill, tmp_path: Path) -> None:
         "val_episodes": 2,
         "max_episode_steps": 15,
         "backend": "gymnasium",
+        "compile_loss": cpp_compiler() is not None,  # True wherever torch.compile can run
     }
     assert set(values) == set(REQUIRED + OPTIONAL)
     r = papermill("train", values)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,7 @@ from torch import nn
 
 from collab.config import PPOConfig
 from collab.envs import EnvSpec, PopulationEnv, derive_seed
-from collab.ppo import BatchedAdam, PopulationPPO, RunningMeanStd, gae
+from collab.ppo import BatchedAdam, PopulationPPO, RunningMeanStd, cpp_compiler, gae
 
 G, L = 0.9, 0.8
 
@@ -283,21 +281,19 @@ def test_short_learning_cartpole():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile needs a C++ compiler"
-)
+@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile needs a C++ compiler")
 @pytest.mark.parametrize("env_id", ["Acrobot-v1", "Pendulum-v1"])
 def test_compiled_loss_matches_eager(env_id):
-    """torch.compile of ``minibatch_loss`` (measured in benchmarks/profile_step.py, not used by the
-    package) trains the same agents up to the last bits, also on a rollout cut short by the quota."""
+    """``compile_loss=True`` (torch.compile of ``minibatch_loss``) trains the same agents as eager up
+    to the last bits, also on a rollout cut short by the quota (smaller minibatches, same graph)."""
     from collab.config import ppo_config_for
 
     cfg = ppo_config_for(env_id)
     pops = []
-    for _ in range(2):  # 100-step episodes: the second rollout meets the quota [1, 2] and stops early
+    for compiled in (False, True):  # 100-step episodes: the second rollout meets the quota [1, 2]
         env = PopulationEnv.for_ppo(env_id, 2, cfg, seed=3, max_episode_steps=100)
-        pops.append((env, PopulationPPO(env.spec, cfg, [derive_seed(3, "agent", a) for a in range(2)])))
-    pops[1][1].minibatch_loss = torch.compile(pops[1][1].minibatch_loss)
+        seeds = [derive_seed(3, "agent", a) for a in range(2)]
+        pops.append((env, PopulationPPO(env.spec, cfg, seeds, compile_loss=compiled)))
     initial = pops[0][1].flat.clone()
     full = 2 * cfg.num_steps * cfg.num_envs  # agent steps of an uncut rollout (a few are resets)
     for quota, cut in ((np.full(2, 10**9), False), (np.array([1, 2]), True)):

@@ -25,6 +25,7 @@ BUDGET_KEYS = (
     "c",
     "lam",
     "backend",
+    "compile_loss",
 )
 #: ... and the cluster resources of its jobs (ignored by local runs).
 RESOURCE_KEYS = ("runtime_min", "mem_mb")
