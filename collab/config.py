@@ -282,7 +282,7 @@ class ExperimentConfig:
     """envpool worker threads stepping the environments (results do not depend on it; more helps
     environments that are slow to step, such as CarRacing, where cores are free)."""
     compile_loss: bool = False
-    """Run the PPO update's loss through ``torch.compile``: about 1.1-1.2x faster on the MLP
+    """Run the PPO update's loss through ``torch.compile``: 1.0-1.2x faster on the MLP
     environments, results that differ from the default's in the last bits, seconds of compiling at
     the start, and (on CPU) a C++ compiler. Off by default: the committed results are eager."""
     out_dir: str = "runs/example"

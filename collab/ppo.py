@@ -187,7 +187,7 @@ class PopulationPPO:
     (``run_experiment`` passes ``derive_seed(seed, "agent", a)``).
 
     ``compile_loss=True`` runs the update's loss (:meth:`minibatch_loss`, forward and backward)
-    through ``torch.compile`` with dynamic shapes: about 1.1-1.2x faster training on the MLP
+    through ``torch.compile`` with dynamic shapes: 1.0-1.2x faster training on the MLP
     environments, results that differ from the eager ones in the last bits (and then diverge), a
     first update that takes seconds to compile, and a C++ compiler on CPU. Compiled code is cached
     per process and shared between instances; ``run_experiment`` clears that cache first
