@@ -99,6 +99,21 @@ def test_throughput_compiled_needs_a_compiler(monkeypatch, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_compile_run_rejects_what_is_not_a_grid_cell(tmp_path):
+    cr = _load("compile_run")
+    bad_cell = r"\(--env, --setup, --seed\)=\('Acrobot-v1', 'nope', 0\) is not allowed: a cell of the reduced"
+    with pytest.raises(SystemExit, match=bad_cell):
+        cr.main(["--setup", "nope", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--profile='nope' is not allowed: one of paper, reduced, smoke"):
+        cr.main(["--profile", "nope", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--repeats=0 is not allowed"):
+        cr.main(["--repeats", "0", "--out", str(tmp_path)])
+    assert not list(tmp_path.iterdir())
+    cfg, committed = cr.cell_config("reduced", "Acrobot-v1", "collaborative_8", 0)
+    assert (cfg.strategy, cfg.n_agents, cfg.episodes_per_agent) == ("collaborative", 8, 500)
+    assert committed.parts[-4:] == ("Acrobot-v1", "collaborative_8", "seed0")
+
+
 def test_ab_commits_loads_an_earlier_collab_beside_this_one(tmp_path):
     import subprocess
 
