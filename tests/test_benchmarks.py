@@ -111,7 +111,8 @@ def test_compile_run_rejects_what_is_not_a_grid_cell(tmp_path):
     assert not list(tmp_path.iterdir())
     cfg, committed = cr.cell_config("reduced", "Acrobot-v1", "collaborative_8", 0)
     assert (cfg.strategy, cfg.n_agents, cfg.episodes_per_agent) == ("collaborative", 8, 500)
-    assert committed.parts[-4:] == ("Acrobot-v1", "collaborative_8", "seed0")
+    assert committed.parts[-5:] == ("reduced", "runs", "Acrobot-v1", "collaborative_8", "seed0")
+    assert (committed / "config.json").exists()  # the committed run the eager runs are checked against
 
 
 def test_ab_commits_loads_an_earlier_collab_beside_this_one(tmp_path):
