@@ -216,7 +216,6 @@ class PopulationPPO:
         self._ret_acc: torch.Tensor | None = None  # running discounted return per env (env state)
         self._was_done: torch.Tensor | None = None  # per env: last step ended an episode
         self._obs: torch.Tensor | None = None
-        self.compile_loss = compile_loss
         # dynamic shapes from the first call: one graph for every minibatch size (a rollout cut
         # short by the quota has smaller minibatches), not a recompile per size
         self._loss = torch.compile(self.minibatch_loss, dynamic=True) if compile_loss else self.minibatch_loss
