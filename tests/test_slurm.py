@@ -1,0 +1,331 @@
+"""The SLURM workflow profile (workflow/slurm) against a real SLURM scheduler.
+
+The tests marked ``slurm`` need SLURM's client commands, job accounting (``sacct``: the executor plugin
+watches jobs with it), the executor plugin (``pip install -e ".[slurm]"``) and a node that shares this
+machine's file system, e.g. the one-node cluster of ``workflow/slurm/local_cluster.sh start`` (root,
+Debian/Ubuntu). Without one they are skipped; with ``COLLAB_REQUIRE_SLURM=1`` (set by .ci/run once it has
+started that cluster) they fail instead.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_workflow import (
+    CELLS,
+    SNAKEMAKE,
+    TINY_WORKFLOW,
+    _mtimes,
+    _run_dir,
+    job_counts,
+    snakemake,
+    write_config,
+)
+
+from collab.results import RESULT_FILES, VOLATILE_COLUMNS, is_complete_run
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = ROOT / "workflow" / "slurm"
+CLUSTER_SCRIPT = PROFILE / "local_cluster.sh"
+REQUIRE = "COLLAB_REQUIRE_SLURM"
+CSVS = ["curves.csv", "final.csv", "sharing.csv"]
+SACCT_FIELDS = ["JobID", "State", "Timelimit", "ReqMem", "ReqCPUS", "Partition", "WorkDir"]
+
+
+def _tiny(runtime_min: int, mem_mb: int) -> dict:
+    """The tiny CartPole grid of test_workflow (2 setups x 2 seeds) with these SLURM resources."""
+    return {
+        **TINY_WORKFLOW,
+        "defaults": {**TINY_WORKFLOW["defaults"], "runtime_min": runtime_min, "mem_mb": mem_mb},
+    }
+
+
+def _cmd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+
+@dataclass
+class Cluster:
+    partition: str
+    account: str | None
+
+    def default_resources(self) -> list[str]:
+        """``--default-resources`` values, as docs/workflow.md tells users to pass them."""
+        account = [f"slurm_account={self.account}"] if self.account else []
+        return [*account, f"slurm_partition={self.partition}"]
+
+
+def find_cluster() -> Cluster | str:
+    """The SLURM cluster these tests can use, or why there is none."""
+    hint = f"(on Debian/Ubuntu as root: {CLUSTER_SCRIPT.relative_to(ROOT)} start)"
+    missing = [
+        c for c in ("sinfo", "sbatch", "squeue", "scancel", "scontrol", "sacct") if not shutil.which(c)
+    ]
+    if missing:
+        return f"no SLURM cluster: {', '.join(missing)} not found {hint}"
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return 'the SLURM executor plugin is not installed: pip install -e ".[slurm]"'
+    r = _cmd("sinfo", "--noheader", "--format=%P|%a|%t")
+    if r.returncode != 0:
+        return f"no SLURM cluster answers: sinfo: {(r.stderr or r.stdout).strip()} {hint}"
+    usable = [
+        p
+        for p, avail, state in (line.split("|") for line in r.stdout.split())
+        if avail == "up" and state in ("idle", "mix")
+    ]
+    if not usable:
+        return f"no SLURM partition with an idle node: sinfo says {r.stdout.split()}"
+    partition = next((p for p in usable if p.endswith("*")), usable[0]).rstrip("*")
+    r = _cmd("sacct", "--noheader", "-X", "--starttime=now-1hours", "--format=JobID")
+    if r.returncode != 0:
+        return f"SLURM job accounting is not available (Snakemake's executor needs sacct): {r.stderr.strip()}"
+    r = _cmd(
+        "sacctmgr", "--noheader", "--parsable2", "show", "user", getpass.getuser(), "format=defaultaccount"
+    )
+    account = r.stdout.strip() if r.returncode == 0 else ""
+    return Cluster(partition=partition, account=account or None)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Cluster:
+    found = find_cluster()
+    if isinstance(found, str):
+        if os.environ.get(REQUIRE) == "1":
+            pytest.fail(f"{REQUIRE}=1 but {found}")
+        pytest.skip(found)
+    return found
+
+
+def slurm_args(configfile: Path, cluster: Cluster) -> list[str]:
+    """The documented SLURM command's options (first status check after 1 s instead of 40 s)."""
+    return [
+        "grid",
+        "--workflow-profile",
+        str(PROFILE),
+        "--configfile",
+        str(configfile),
+        "--default-resources",
+        *cluster.default_resources(),
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+    ]
+
+
+def slurm_jobs(workdir: Path) -> list[dict[str, str]]:
+    """Accounting records (sacct) of the jobs submitted from ``workdir``, oldest first."""
+    r = _cmd(
+        "sacct",
+        "--noheader",
+        "--parsable2",
+        "-X",
+        "--starttime=now-1days",
+        f"--format={','.join(SACCT_FIELDS)}",
+    )
+    assert r.returncode == 0, r.stderr
+    rows = [
+        dict(zip(SACCT_FIELDS, line.split("|", len(SACCT_FIELDS) - 1), strict=True))
+        for line in r.stdout.splitlines()
+    ]
+    return [row for row in rows if row["WorkDir"] and Path(row["WorkDir"]).resolve() == workdir.resolve()]
+
+
+def queued_jobs(workdir: Path) -> dict[str, str]:
+    """SLURM job id -> state of the jobs from ``workdir`` that are still queued or running (squeue)."""
+    r = _cmd("squeue", "--noheader", "--format=%i|%T|%Z")
+    assert r.returncode == 0, r.stderr
+    rows = (line.split("|", 2) for line in r.stdout.splitlines())
+    return {i: state for i, state, wd in rows if Path(wd).resolve() == workdir.resolve()}
+
+
+def scontrol_job(job_id: str) -> dict[str, str]:
+    """``scontrol show job`` as KEY -> value."""
+    r = _cmd("scontrol", "--oneliner", "show", "job", job_id)
+    assert r.returncode == 0, r.stderr
+    return dict(tok.split("=", 1) for tok in r.stdout.split() if "=" in tok)
+
+
+def minutes(limit: str) -> int:
+    """A SLURM time limit ``[D-]HH:MM:SS`` in minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, s = (int(x) for x in hms.split(":"))
+    return int(days or 0) * 1440 + h * 60 + m + (s > 0)
+
+
+def megabytes(mem: str) -> int:
+    """A SLURM memory figure (``800M``, ``2G``) in MB."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT])n?", mem)
+    assert m, f"unexpected memory figure {mem!r}"
+    return round(float(m[1]) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[m[2]])
+
+
+def read_results(d: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(d / name).drop(columns=VOLATILE_COLUMNS, errors="ignore")
+
+
+def assert_same_results(workdir: Path, reference: Path) -> None:
+    """Every run's CSVs and config.json, and the aggregated CSVs, as in ``reference`` (wall times aside)."""
+    for setup, seed in CELLS:
+        got, want = _run_dir(workdir, setup, seed), _run_dir(reference, setup, seed)
+        for name in CSVS:
+            pd.testing.assert_frame_equal(
+                read_results(got, name), read_results(want, name), obj=f"{setup}/seed{seed}/{name}"
+            )
+        assert json.loads((got / "config.json").read_text()) == json.loads((want / "config.json").read_text())
+    for name in CSVS:
+        pd.testing.assert_frame_equal(
+            read_results(workdir / "data" / "tiny", name),
+            read_results(reference / "data" / "tiny", name),
+            obj=name,
+        )
+
+
+def digests(d: Path) -> dict[str, str]:
+    return {f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in RESULT_FILES}
+
+
+@pytest.fixture(scope="module")
+def local_grid(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny grid run locally (``--cores 2``): the reference results."""
+    workdir = tmp_path_factory.mktemp("local")
+    configfile = write_config(workdir / "tiny.yaml", _tiny(runtime_min=7, mem_mb=700))
+    r = snakemake(workdir, "grid", "--cores", "2", "--configfile", str(configfile))
+    assert r.returncode == 0, r.stderr[-4000:]
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def slurm_grid(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The same grid through the SLURM profile: (working directory, Snakemake's output)."""
+    workdir = tmp_path_factory.mktemp("slurm")
+    configfile = write_config(workdir / "tiny.yaml", _tiny(runtime_min=7, mem_mb=700))
+    r = snakemake(workdir, *slurm_args(configfile, cluster))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    return workdir, r.stdout + r.stderr
+
+
+@pytest.mark.slurm
+def test_slurm_grid_gives_the_local_results(
+    cluster: Cluster, slurm_grid: tuple[Path, str], local_grid: Path
+) -> None:
+    workdir, output = slurm_grid
+    assert job_counts(output)["train"] == len(CELLS)
+    jobs = slurm_jobs(workdir)  # every training run was a SLURM job, and it completed
+    assert [j["State"] for j in jobs] == ["COMPLETED"] * len(CELLS), jobs
+    assert {j["Partition"] for j in jobs} == {cluster.partition}
+    assert_same_results(workdir, local_grid)
+
+
+@pytest.mark.slurm
+def test_slurm_jobs_request_the_configs_resources(slurm_grid: tuple[Path, str]) -> None:
+    """runtime_min and mem_mb (7 and 700 here, not the profile's defaults) become each job's limits."""
+    jobs = slurm_jobs(slurm_grid[0])
+    assert len(jobs) == len(CELLS)
+    for job in jobs:
+        assert minutes(job["Timelimit"]) == 7, job
+        assert megabytes(job["ReqMem"]) == 700, job
+        assert job["ReqCPUS"] == "1", job
+
+
+def wait_for_second_job(
+    workdir: Path, controller: subprocess.Popen, log: Path
+) -> tuple[list[tuple[str, int]], tuple[str, int], str]:
+    """Wait until one run is finished and the next run's job is training: (finished runs, the cell whose
+    training notebook has started, its SLURM job id)."""
+    deadline = time.monotonic() + 300
+    while True:
+        assert controller.poll() is None, f"the controller ended early:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"no finished run and running job:\n{log.read_text()[-4000:]}"
+        done = [c for c in CELLS if is_complete_run(_run_dir(workdir, *c))]
+        logs = workdir / "runs" / "tiny" / "logs" / "train" / "CartPole-v1"
+        started = [c for c in CELLS if c not in done and (logs / c[0] / f"seed{c[1]}.log").exists()]
+        running = [i for i, state in queued_jobs(workdir).items() if state == "RUNNING"]
+        if done and started and running:
+            assert len(done) == 1 and len(started) == 1 and len(running) == 1, (done, started, running)
+            return done, started[0], running[0]
+        time.sleep(0.2)
+
+
+@pytest.mark.slurm
+def test_preempted_grid_resumes(cluster: Cluster, local_grid: Path, tmp_path: Path) -> None:
+    """A SLURM job cancelled mid-run and the Snakemake controller killed, then the same command again.
+
+    The controller runs one job at a time (``--jobs 1``), so the run that finished before the kill was
+    recorded as finished. The cancelled run's folder is then given the CSVs a run killed while writing its
+    results would leave (another run's, without config.json): the restart must recompute it.
+    """
+    configfile = write_config(tmp_path / "tiny.yaml", _tiny(runtime_min=9, mem_mb=800))
+    args = slurm_args(configfile, cluster)
+    log = tmp_path / "controller.log"
+    with log.open("w") as out:
+        controller = subprocess.Popen(
+            [*SNAKEMAKE, "--directory", str(tmp_path), *args, "--jobs", "1"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        done, started, running = wait_for_second_job(tmp_path, controller, log)
+        job = scontrol_job(running)  # the resources of a running job, read back from the scheduler
+        assert minutes(job["TimeLimit"]) == 9 and megabytes(job["MinMemoryNode"]) == 800, job
+        assert Path(job["WorkDir"]).resolve() == tmp_path.resolve()
+        kept = {
+            cell: (_mtimes(_run_dir(tmp_path, *cell)), digests(_run_dir(tmp_path, *cell))) for cell in done
+        }
+        os.killpg(controller.pid, signal.SIGKILL)  # the login node goes away ...
+        controller.wait(timeout=60)
+        assert _cmd("scancel", running).returncode == 0  # ... and the job is preempted
+        deadline = time.monotonic() + 120
+        while queued_jobs(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not queued_jobs(tmp_path)
+    finally:
+        if controller.poll() is None:
+            os.killpg(controller.pid, signal.SIGKILL)
+            controller.wait(timeout=60)
+        for leftover in queued_jobs(tmp_path):
+            _cmd("scancel", leftover)
+
+    cancelled = _run_dir(tmp_path, *started)
+    assert not is_complete_run(cancelled), "the cancelled job finished its run first"
+    cancelled.mkdir(parents=True, exist_ok=True)
+    for f in CSVS:  # half-written: a run writes config.json last
+        shutil.copy2(_run_dir(tmp_path, *done[0]) / f, cancelled / f)
+
+    r = snakemake(tmp_path, "--unlock", *args)  # a killed controller leaves its lock behind
+    assert r.returncode == 0, r.stderr[-4000:]
+    r = snakemake(tmp_path, *args)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    assert job_counts(r.stdout + r.stderr)["train"] == len(CELLS) - 1  # all but the finished run
+    for cell, (mtimes, sums) in kept.items():
+        d = _run_dir(tmp_path, *cell)
+        assert _mtimes(d) == mtimes and digests(d) == sums, f"finished run {cell} was touched"
+    assert_same_results(tmp_path, local_grid)  # the cancelled run among them, recomputed
+    states = [j["State"].split()[0] for j in slurm_jobs(tmp_path)]
+    assert sorted(states) == ["CANCELLED"] + ["COMPLETED"] * len(CELLS), states
+
+
+def test_cluster_script_refuses_unknown_commands_and_non_root() -> None:
+    """No cluster needed: a wrong command is a usage error; only root may start, stop or query it."""
+    script = CLUSTER_SCRIPT.read_text()
+    r = subprocess.run(["bash", "-s", "restart"], input=script, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr
+    as_user = ["bash", "-s", "status"]
+    if os.geteuid() == 0:
+        if not shutil.which("runuser"):
+            pytest.skip("runuser not found: cannot run the script as another user")
+        as_user = ["runuser", "-u", "nobody", "--", *as_user]
+    r = subprocess.run(as_user, input=script, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "root" in r.stderr
