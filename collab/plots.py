@@ -1,4 +1,4 @@
-"""Figures 1-3 and the share timeline, drawn from the frames of :mod:`collab.analysis`.
+"""Figures 1-3, the aggregate metrics and the share timeline, drawn from the frames of :mod:`collab.analysis`.
 
 Every function returns the matplotlib Figure and never calls ``plt.show``; :func:`save_figure`
 writes PNG and PDF atomically. Not-reached runs in Figure 2 are drawn explicitly, never as zero.
@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from collab.analysis import ENVS, PAPER_ENV_NAMES, SETUP_LABELS, SETUPS
+from collab.paper import ENVS, PAPER_ENV_NAMES, SETUP_LABELS, SETUPS
 
 #: One colour per setup, the same in every figure.
 SETUP_COLORS: dict[str, str] = {
@@ -205,14 +206,20 @@ def plot_convergence(
     summary: pd.DataFrame,
     envs: Sequence[str] = ENVS,
     setups: Sequence[str] = SETUPS,
+    measure: str = "agent mean",
 ) -> Figure:
     """Figure 2: episodes to reach the env's threshold, per setup (2x3 grid, one panel per env).
 
     Bars: mean over the runs that reached it, with 95% CI; black dots: those runs; red open
     triangles at the run's budget: runs that never reached it; "k/n" above each bar: runs that
     reached it. ``conv`` is :func:`collab.analysis.episodes_to_threshold`, ``summary``
-    :func:`collab.analysis.convergence_summary`.
+    :func:`collab.analysis.convergence_summary`; where they have a ``measure`` column, only the rows
+    of ``measure`` ('agent mean' or 'best agent') are drawn.
     """
+    if "measure" in conv.columns:
+        conv = conv[conv["measure"] == measure]
+    if "measure" in summary.columns:
+        summary = summary[summary["measure"] == measure]
     envs = _present(conv, envs) or list(envs)
     fig, axes = _grid(len(envs), panel=(4.2, 3.6))
     for ax, env in zip(axes.flat, envs, strict=False):
@@ -221,7 +228,7 @@ def plot_convergence(
         sub = f"threshold {thr.iloc[0]:.1f}" if len(thr) else "no data"
         ax.set_title(f"{_title(env)}\n{sub}", fontsize=9, pad=14)
         ax.set_ylabel("episodes per agent", fontsize=8)
-    fig.suptitle("Episodes to reach 90% of the reward range (k/n: runs that reached it)")
+    fig.suptitle(f"Episodes to reach 90% of the reward range, {measure} (k/n: runs that reached it)")
     handles = [
         plt.Line2D([], [], marker="o", ls="", color="black", label="run (reached)"),
         plt.Line2D(
@@ -239,9 +246,11 @@ def plot_convergence(
 def plot_variance(
     var_stats: pd.DataFrame, envs: Sequence[str] = ENVS, setups: Sequence[str] = SETUPS
 ) -> Figure:
-    """Figure 3: std of the final validation returns of all agents of all seeds, per setup, 95% CI.
+    """Figure 3: per setup, the spread within a run (solid) and between seeds (hatched), with 95% CIs.
 
-    ``var_stats`` is :func:`collab.analysis.performance_variance`.
+    ``var_stats`` is :func:`collab.analysis.performance_variance`: ``within`` = the expected sd of two
+    agents of a run (final validation returns), ``between`` = the sd over seeds of a run's Table 1
+    value. Sequential has one agent, so no within-run spread ("n/a").
     """
     envs = _present(var_stats, envs) or list(envs)
     fig, axes = _grid(len(envs))
@@ -249,19 +258,110 @@ def plot_variance(
         d = var_stats[var_stats["env_id"] == env]
         for i, setup in enumerate(setups):
             r = d[d["setup"] == setup]
-            if r.empty or pd.isna(r["std"].iloc[0]):
+            if r.empty:
                 ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7)
                 continue
             r = r.iloc[0]
-            err = None
-            if pd.notna(r["ci_low"]):
-                err = [[r["std"] - r["ci_low"]], [r["ci_high"] - r["std"]]]
-            ax.bar(i, r["std"], color=_color(setup), alpha=0.8, yerr=err, capsize=3)
+            for offset, col, hatch in ((-0.2, "within", None), (0.2, "between", "//")):
+                v = r[col]
+                if pd.isna(v):
+                    ax.text(i + offset, 0, "n/a", ha="center", va="bottom", fontsize=6)
+                    continue
+                err = None
+                if pd.notna(r[f"{col}_ci_low"]):  # a spread is >= 0: the bar stops there
+                    err = [[v - max(r[f"{col}_ci_low"], 0.0)], [r[f"{col}_ci_high"] - v]]
+                ax.bar(
+                    i + offset, v, width=0.4, color=_color(setup), alpha=0.8, hatch=hatch,
+                    edgecolor="white" if hatch else None, yerr=err, capsize=2,
+                )  # fmt: skip
         ax.set_xticks(range(len(setups)), [SETUP_LABELS.get(s, s) for s in setups], rotation=30, fontsize=8)
         ax.set_title(_title(env), fontsize=10)
-        ax.set_ylabel("std of final validation return", fontsize=8)
+        ax.set_ylabel("spread of returns", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle("Performance variance across agents and seeds (95% CI over seeds)")
+    handles = [
+        Patch(facecolor="grey", label="within a run (two agents' sd)"),
+        Patch(facecolor="grey", edgecolor="white", hatch="//", label="between seeds (sd of results)"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    fig.suptitle("Spread within a run and between seeds (95% CIs)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregate metrics
+
+
+def plot_aggregate(
+    agg: pd.DataFrame,
+    imp: pd.DataFrame,
+    profiles: pd.DataFrame | None = None,
+    setups: Sequence[str] = SETUPS,
+) -> Figure:
+    """The aggregate metrics with 95% stratified-bootstrap intervals, the probability of improvement,
+    and (with ``profiles``) the performance profiles, in one row of panels.
+
+    ``agg`` is :func:`collab.analysis.aggregate_metrics`, ``imp`` :func:`collab.analysis.improvement`,
+    ``profiles`` :func:`collab.analysis.performance_profiles`.
+    """
+    metrics = list(dict.fromkeys(agg["metric"])) if not agg.empty else []
+    bases = list(dict.fromkeys(imp["baseline"])) if not imp.empty else []
+    ncols = max(len(metrics), len(bases) + (2 if profiles is not None else 0), 1)
+    top = [f"m{i}" for i in range(len(metrics))] + ["."] * (ncols - len(metrics))
+    bottom = [f"b{i}" for i in range(len(bases))] + (["p", "p"] if profiles is not None else [])
+    bottom += ["."] * (ncols - len(bottom))
+    fig, named = plt.subplot_mosaic(
+        [top, bottom], figsize=(2.9 * ncols + 0.6, 6.4), layout="constrained", empty_sentinel="."
+    )
+    axes = [named[f"m{i}"] for i in range(len(metrics))] + [named[f"b{i}"] for i in range(len(bases))]
+    if profiles is not None:
+        axes.append(named["p"])
+    present = [s for s in setups if s in set(agg["setup"])] if not agg.empty else []
+    labels = [SETUP_LABELS.get(s, s) for s in present]
+    for ax, metric in zip(axes, metrics, strict=False):
+        d = agg[agg["metric"] == metric].set_index("setup")
+        for y, setup in enumerate(present):
+            r = d.loc[setup]
+            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=_color(setup), lw=6, alpha=0.5)
+            ax.plot([r["estimate"]], [y], "|", color=_color(setup), ms=14, mew=2)
+        ax.set_yticks(
+            range(len(present)), labels if metric == metrics[0] else [""] * len(present), fontsize=8
+        )
+        ax.set_title(metric + (" (lower is better)" if metric == "optimality gap" else ""), fontsize=9)
+        ax.set_xlabel("normalised score", fontsize=8)
+        ax.grid(alpha=0.3, axis="x")
+    for ax, base in zip(axes[len(metrics) :], bases, strict=False):
+        d = imp[imp["baseline"] == base]
+        rows = [s for s in setups if s in set(d["setup"])]
+        for y, setup in enumerate(rows):
+            r = d[d["setup"] == setup].iloc[0]
+            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=_color(setup), lw=6, alpha=0.5)
+            ax.plot([r["estimate"]], [y], "|", color=_color(setup), ms=14, mew=2)
+        ax.axvline(0.5, color="black", lw=0.8, ls="--")
+        ax.set_xlim(0, 1)
+        ax.set_yticks(range(len(rows)), [SETUP_LABELS.get(s, s) for s in rows], fontsize=8)
+        ax.set_title(f"P(setup > {SETUP_LABELS.get(base, base)})", fontsize=9)
+        ax.set_xlabel("probability of improvement", fontsize=8)
+        ax.grid(alpha=0.3, axis="x")
+    if profiles is not None:
+        ax = axes[-1]
+        for setup in setups:
+            d = profiles[profiles["setup"] == setup].sort_values("tau")
+            if d.empty:
+                continue
+            ax.plot(
+                d["tau"], d["estimate"], color=_color(setup), label=SETUP_LABELS.get(setup, setup), lw=1.4
+            )
+            ax.fill_between(d["tau"], d["ci_low"], d["ci_high"], color=_color(setup), alpha=0.15, lw=0)
+        ax.set_title("performance profile", fontsize=9)
+        ax.set_xlabel("normalised score tau", fontsize=8)
+        ax.set_ylabel("fraction of runs > tau", fontsize=8)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no environment with two runs of every setup", ha="center", va="center",
+                    fontsize=7, transform=ax.transAxes)  # fmt: skip
+    fig.suptitle("Across environments: normalised scores (0 = random policy, 1 = reference), 95% CIs")
     return fig
 
 

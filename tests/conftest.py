@@ -1,10 +1,18 @@
-"""Shared fixtures: the repository root and a Papermill runner for the notebooks."""
+"""Shared fixtures: the repository root and a Papermill runner for the notebooks.
+
+At import, before any test or nbval kernel starts, ``COLLAB_FIGURES_DIR`` is set to a temporary
+folder, so the analysis notebooks that nbval runs (and their kernels, which inherit the environment)
+write their figures and tables there instead of into the committed ``figures/<profile>/``.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +20,10 @@ import pytest
 from collab.envs import keep_plotting_env
 
 ROOT = Path(__file__).resolve().parent.parent
+
+_FIGURES_TMP = tempfile.mkdtemp(prefix="collab-figures-")
+os.environ["COLLAB_FIGURES_DIR"] = _FIGURES_TMP
+atexit.register(shutil.rmtree, _FIGURES_TMP, ignore_errors=True)
 
 #: Train-notebook parameters for runs that take seconds (CartPole, 20-step episodes).
 TINY = {

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
+from synthetic import synthetic_results
 
 from collab import analysis as A
 from collab.results import SCHEMA, ResultsError, frame
@@ -69,7 +73,7 @@ def _curves(runs: dict[tuple[str, str, int], list[list[float]]], per_round: int 
 
 
 def test_load_profile_missing_file_names_it(tmp_path):
-    data = A.synthetic_results(envs=["Acrobot-v1"], setups=["independent"], seeds=[0], rounds=2)
+    data = synthetic_results(envs=["Acrobot-v1"], setups=["independent"], seeds=[0], rounds=2)
     A.write_profile(data, tmp_path)
     (tmp_path / "final.csv").unlink()
     with pytest.raises(ResultsError, match="final.csv: file not found"):
@@ -77,7 +81,7 @@ def test_load_profile_missing_file_names_it(tmp_path):
 
 
 def test_load_profile_missing_columns_named(tmp_path):
-    data = A.synthetic_results(envs=["Acrobot-v1"], setups=["independent"], seeds=[0], rounds=2)
+    data = synthetic_results(envs=["Acrobot-v1"], setups=["independent"], seeds=[0], rounds=2)
     A.write_profile(data, tmp_path)
     data.curves.drop(columns=["val_return", "episode"]).to_csv(tmp_path / "curves.csv", index=False)
     with pytest.raises(ResultsError, match=r"curves.csv: missing columns \['episode', 'val_return'\]"):
@@ -85,7 +89,7 @@ def test_load_profile_missing_columns_named(tmp_path):
 
 
 def test_load_profile_roundtrip_and_root(tmp_path):
-    data = A.synthetic_results(envs=["Acrobot-v1"], setups=["independent", "collaborative_2"], seeds=[0, 1])
+    data = synthetic_results(envs=["Acrobot-v1"], setups=["independent", "collaborative_2"], seeds=[0, 1])
     (tmp_path / "pyproject.toml").write_text("")
     A.write_profile(data, tmp_path / "data" / "smoke")
     (tmp_path / "notebooks").mkdir()
@@ -143,8 +147,13 @@ def test_table1_means_ci_and_missing():
     ind = t.loc[("Acrobot-v1", "independent")]
     assert ind["mean"] == -90.0 and ind["ci_low"] == -90.0 and ind["ci_high"] == -90.0 and ind["n_seeds"] == 3
     c8 = t.loc[("Acrobot-v1", "collaborative_8")]
-    assert c8["mean"] == pytest.approx(-90.0)
-    assert -100.0 <= c8["ci_low"] <= -90.0 <= c8["ci_high"] <= -80.0
+    assert c8["mean"] == pytest.approx(-90.0) and c8["sd"] == pytest.approx(math.sqrt(200))
+    # t-interval over 2 seeds: -90 +- t(0.975, 1) * sd / sqrt(2) = -90 +- 12.706 * 10
+    assert c8["ci_low"] == pytest.approx(-90 - 127.062, abs=0.01)
+    assert c8["ci_high"] == pytest.approx(-90 + 127.062, abs=0.01)
+    boot = A.table1(final, method="percentile", n_boot=500).set_index(["env_id", "setup"])
+    lo, hi = boot.loc[("Acrobot-v1", "collaborative_8"), ["ci_low", "ci_high"]]
+    assert -100.0 <= lo <= -90.0 <= hi <= -80.0  # a bootstrap never leaves the range of the seeds
     assert not c8["paper_achievable"] and ind["paper_achievable"]
     one = t.loc[("Pendulum-v1", "sequential")]
     assert one["n_seeds"] == 1 and math.isnan(one["ci_low"])
@@ -257,53 +266,120 @@ def test_convergence_threshold_ignores_sequential_beyond_the_population_budget()
     assert only_seq["hi"] == 8.0
 
 
-def test_convergence_claim_holds_and_fails():
+def test_convergence_claim_holds_and_censoring_limits_the_verdict():
     conv = A.episodes_to_threshold(_conv_curves())
     c = A.claim_convergence(conv).set_index("setup")
-    # 1 - 200/500 = 0.6, every resample gives 0.6: holds
+    # 1 - 200/500 = 0.6 with no spread: a zero-width interval; independent's seed 1 never reached the
+    # threshold (counted at its budget 500), so 0.6 is a lower bound and "holds" stands
     assert c.loc["collaborative_2", "estimate"] == pytest.approx(0.6)
     assert c.loc["collaborative_2", "verdict"] == "holds"
+    assert "lower bound" in c.loc["collaborative_2", "note"]
+    # against 0.9 the interval lies below, but a lower bound cannot show "does not hold"
     c = A.claim_convergence(conv, target=0.9).set_index("setup")
-    assert c.loc["collaborative_2", "verdict"] == "does not hold"
+    assert c.loc["collaborative_2", "verdict"] == "inconclusive"
+    assert math.isnan(c.loc["collaborative_2", "p_value"])
+
+
+def _conv_frame(rows: list[tuple[str, int, float, float]]) -> pd.DataFrame:
+    """episodes_to_threshold rows: (setup, seed, episodes or NaN, budget)."""
+    return pd.DataFrame(
+        [
+            {"env_id": "Acrobot-v1", "setup": st, "seed": sd, "measure": "agent mean", "threshold": -100.0,
+             "episodes": ep, "reached": not math.isnan(ep), "budget": b}
+            for st, sd, ep, b in rows
+        ]
+    )  # fmt: skip
+
+
+def test_convergence_censoring_rules():
+    nan = math.nan
+    ind = [("independent", s, t, 500.0) for s, t in enumerate([400.0, 410.0, 420.0])]
+    # no censoring: 1 - 100/410 = 0.76, clearly above 0.4: holds; against 0.9: does not hold
+    fast = [("collaborative_2", s, t, 500.0) for s, t in enumerate([90.0, 100.0, 110.0])]
+    c = A.claim_convergence(_conv_frame(ind + fast)).iloc[0]
+    assert c["estimate"] == pytest.approx(1 - 100 / 410) and c["verdict"] == "holds" and c["note"] == ""
+    assert A.claim_convergence(_conv_frame(ind + fast), target=0.9).iloc[0]["verdict"] == "does not hold"
+    # the collaborative setup censored: its estimate is an upper bound, so "holds" is not allowed ...
+    cens = [
+        ("collaborative_2", 0, 90.0, 500.0),
+        ("collaborative_2", 1, 100.0, 500.0),
+        ("collaborative_2", 2, nan, 120.0),
+    ]
+    c = A.claim_convergence(_conv_frame(ind + cens)).iloc[0]
+    assert c["verdict"] == "inconclusive" and "upper bound" in c["note"] and math.isnan(c["p_value"])
+    # ... but "does not hold" is (an upper bound below the target)
+    assert A.claim_convergence(_conv_frame(ind + cens), target=0.95).iloc[0]["verdict"] == "does not hold"
+    # both censored (most runs never reached the threshold): nothing is bounded, whatever the interval
+    ind_c = [("independent", 0, nan, 500.0), ("independent", 1, nan, 500.0), ("independent", 2, 490.0, 500.0)]
+    c = A.claim_convergence(_conv_frame(ind_c + cens), target=0.95).iloc[0]
+    assert c["verdict"] == "inconclusive" and "both" in c["note"] and math.isnan(c["seeds_needed"])
 
 
 # ---------------------------------------------------------------- variance
 
 
-def test_variance_of_final_agent_returns():
+def _final_from_curves(curves: pd.DataFrame, values: dict[tuple[str, int], float]) -> pd.DataFrame:
+    """final.csv with one evaluation episode per run: {(setup, seed): its return}."""
+    env = curves["env_id"].iloc[0]
+    return _final([(env, st, sd, [v]) for (st, sd), v in values.items()])
+
+
+def test_pair_spread_known_answers():
+    # pairs of (0, 10, 20, 30): differences 10, 20, 30, 10, 20, 10 -> mean 100/6, over sqrt(2)
+    assert A.pair_spread([0, 10, 20, 30]) == pytest.approx(100 / 6 / math.sqrt(2))
+    assert A.pair_spread([3.0, 7.0]) == pytest.approx(np.std([3.0, 7.0], ddof=1))  # two values: their sd
+    assert A.pair_spread([1.0, 1.0, 1.0]) == 0.0
+    assert math.isnan(A.pair_spread([5.0]))
+
+
+def test_variance_within_run_and_between_seeds():
     env = "CarRacing-v3"
     curves = _curves(
         {
-            # last-round values: independent 0, 10 | 20, 30 -> std of (0, 10, 20, 30) = 12.9099
+            # last-round values: independent 0, 10 | 20, 40 -> pair spreads 10/sqrt2, 20/sqrt2
             (env, "independent", 0): [[5, 0], [5, 10]],
-            (env, "independent", 1): [[5, 20], [5, 30]],
-            # collaborative: 10, 12 | 14, 16 -> std 2.5820
+            (env, "independent", 1): [[5, 20], [5, 40]],
+            # collaborative: 10, 12 | 14, 14 -> 2/sqrt2, 0
             (env, "collaborative_2", 0): [[5, 10], [5, 12]],
-            (env, "collaborative_2", 1): [[5, 14], [5, 16]],
+            (env, "collaborative_2", 1): [[5, 14], [5, 14]],
+            (env, "sequential", 0): [[5, 7]],
+            (env, "sequential", 1): [[5, 9]],
         }
     )
+    results = {("independent", 0): 100.0, ("independent", 1): 140.0, ("collaborative_2", 0): 110.0}
+    results |= {("collaborative_2", 1): 120.0, ("sequential", 0): 50.0, ("sequential", 1): 50.0}
+    final = _final_from_curves(curves, results)
     fa = A.final_agent_returns(curves)
-    assert len(fa) == 8 and set(fa["val_return"]) == {0, 10, 20, 30, 12, 14, 16}
-    v = A.performance_variance(curves).set_index("setup")
-    assert v.loc["independent", "std"] == pytest.approx(np.std([0, 10, 20, 30], ddof=1))
-    assert v.loc["collaborative_2", "std"] == pytest.approx(np.std([10, 12, 14, 16], ddof=1))
-    assert v.loc["independent", "n_values"] == 4 and v.loc["independent", "n_seeds"] == 2
-    c = A.claim_variance(curves).set_index("setup").loc["collaborative_2"]
-    assert (
-        c["estimate"] == pytest.approx(0.8) and c["target"] == 0.25 and c["claim"] == "variance >=25% lower"
-    )
-    c30 = A.claim_variance(curves, target=0.30, envs=A.COMPLEX_ENVS).set_index("setup").loc["collaborative_2"]
-    assert c30["estimate"] == pytest.approx(0.8) and c30["claim"] == "variance >=30% lower"
+    assert len(fa) == 10 and set(fa["val_return"]) == {0, 10, 20, 40, 12, 14, 7, 9}
+    v = A.performance_variance(curves, final).set_index("setup")
+    assert v.loc["independent", "within"] == pytest.approx(15 / math.sqrt(2))
+    assert v.loc["collaborative_2", "within"] == pytest.approx(1 / math.sqrt(2))
+    assert math.isnan(v.loc["sequential", "within"]) and v.loc["sequential", "n_agents"] == 1
+    # between seeds: sd of the runs' Table 1 values, one per seed for every setup
+    assert v.loc["independent", "between"] == pytest.approx(np.std([100, 140], ddof=1))
+    assert v.loc["collaborative_2", "between"] == pytest.approx(np.std([110, 120], ddof=1))
+    assert v.loc["sequential", "between"] == 0.0
+    c = A.claim_variance(curves, final).set_index("measure")
+    assert c.loc["within run", "estimate"] == pytest.approx(1 - (1 / 15))
+    assert c.loc["between seeds", "estimate"] == pytest.approx(1 - 10 / 40)
+    assert set(c["claim"]) == {"variance >=25% lower"} and set(c["setup"]) == {"collaborative_2"}
+    c30 = A.claim_variance(curves, final, target=0.30, envs=A.COMPLEX_ENVS)
+    assert set(c30["claim"]) == {"variance >=30% lower"} and len(c30) == 2
 
 
 def test_variance_claim_clearly_fails():
     env = "Acrobot-v1"
     curves = _curves(
-        {(env, "independent", s): [[-100], [-100 - 2 * s]] for s in range(4)}
-        | {(env, "collaborative_8", s): [[-100], [-100 - 20 * s]] for s in range(4)}
+        {(env, "independent", s): [[-100], [-100 - 2 * s - 1]] for s in range(6)}
+        | {(env, "collaborative_8", s): [[-100], [-100 - 20 * s - 30]] for s in range(6)}
     )
-    c = A.claim_variance(curves).set_index("setup").loc["collaborative_8"]
+    final = _final_from_curves(
+        curves, {(st, sd): -100.0 for st in ("independent", "collaborative_8") for sd in range(6)}
+    )
+    c = A.claim_variance(curves, final, measures=("within run",)).iloc[0]
     assert c["estimate"] < 0 and c["verdict"] == "does not hold" and c["target"] == 0.25
+    with pytest.raises(ValueError, match="measure"):
+        A.claim_variance(curves, final, measures=("pooled",))
 
 
 # ---------------------------------------------------------------- relative improvement, claims
@@ -343,16 +419,19 @@ def test_ranking_claims_against_both_baselines():
         c.loc[0, "estimate"] == pytest.approx((-9.0 - 9.0) / 9.0) and c.loc[0, "verdict"] == "does not hold"
     )
     curves = _curves({(e, st, sd): [[r[0], r[0]]] for e, st, sd, r in rows})
-    detail, summary = A.claims(curves, _final(rows), n_boot=200)
+    detail, summary = A.claims(curves, _final(rows))
     line = summary.set_index("claim").loc["8 agents score higher than independent (Table 1, every env)"]
     # holds in Taxi, but the other five environments are missing: an "every env" claim cannot hold
     assert (line["cells"], line["missing"], line["holds"], line["verdict"]) == (6, 5, 1, "inconclusive")
     ind = detail[detail["claim"] == "8 agents score higher than independent (Table 1)"].iloc[0]
     assert ind["estimate"] == pytest.approx((-9.0 + 19.0) / 19.0) and ind["verdict"] == "holds"
+    # "scores higher" is Welch's test of the difference: its p-value is scipy's
+    welch = stats.ttest_ind([-10.0, -9.0, -8.0], [-20.0, -19.0, -18.0], equal_var=False)
+    assert ind["p_value"] == pytest.approx(welch.pvalue)
     # the same numbers in all six environments
     every = [(env, *r[1:]) for env in A.ENVS for r in rows]
     curves = _curves({(e, st, sd): [[r[0], r[0]]] for e, st, sd, r in every})
-    s = A.claims(curves, _final(every), n_boot=200)[1].set_index("claim")
+    s = A.claims(curves, _final(every))[1].set_index("claim")
     assert s.loc["8 agents score higher than independent (Table 1, every env)", "verdict"] == "holds"
     assert s.loc["8 agents score higher than sequential (Table 1, every env)", "verdict"] == "does not hold"
     assert s.loc["8 agents score higher than sequential (Table 1, every env)", "missing"] == 0
@@ -370,22 +449,33 @@ def test_verdict_rules():
 
 
 def test_claims_on_synthetic_and_single_seed():
-    data = A.synthetic_results(seeds=[0, 1, 2], rounds=6)
-    detail, summary = A.claims(data.curves, data.final, n_boot=500)
-    assert len(summary) == 6 and set(summary["verdict"]) <= {"holds", "does not hold", "inconclusive"}
+    data = synthetic_results(seeds=[0, 1, 2], rounds=6)
+    detail, summary = A.claims(data.curves, data.final)
+    assert len(summary) == 9 and set(summary["verdict"]) <= {"holds", "does not hold", "inconclusive"}
     assert set(detail["setup"]) == set(A.COLLAB_SETUPS)
-    one = A.synthetic_results(envs=["CarRacing-v3"], seeds=[0], rounds=4)
-    detail, summary = A.claims(one.curves, one.final, n_boot=200)
+    assert set(detail["measure"]) == {
+        "agent mean",
+        "best agent",
+        "Table 1 mean",
+        "within run",
+        "between seeds",
+    }
+    assert (detail["p_holm"].dropna() >= detail.loc[detail["p_holm"].notna(), "p_value"]).all()
+    assert (summary["holds_holm"] <= summary["holds"]).all()
+    assert summary["wrong_by_chance"].to_numpy() == pytest.approx(0.025 * summary["tested"].to_numpy())
+    assert len(A.claims_text(summary).splitlines()) == len(summary)
+    one = synthetic_results(envs=["CarRacing-v3"], seeds=[0], rounds=4)
+    detail, summary = A.claims(one.curves, one.final)
     assert set(detail["verdict"]) == {"inconclusive"}  # one seed: CI undefined
-    assert list(summary["verdict"]) == ["inconclusive"] * 6
+    assert list(summary["verdict"]) == ["inconclusive"] * 9 and (summary["tested"] == 0).all()
 
 
 def test_missing_setups_handled():
-    data = A.synthetic_results(envs=["Taxi-v4"], setups=["collaborative_4"], seeds=[0, 1], rounds=3)
-    detail, summary = A.claims(data.curves, data.final, n_boot=100)
-    assert detail.empty and list(summary["cells"]) == [18, 2, 6, 2, 6, 6]  # the cells each claim names
+    data = synthetic_results(envs=["Taxi-v4"], setups=["collaborative_4"], seeds=[0, 1], rounds=3)
+    detail, summary = A.claims(data.curves, data.final)
+    assert detail.empty and list(summary["cells"]) == [18, 18, 2, 6, 6, 2, 2, 6, 6]  # the cells each names
     assert list(summary["missing"]) == list(summary["cells"])
-    assert list(summary["verdict"]) == ["inconclusive"] * 6
+    assert list(summary["verdict"]) == ["inconclusive"] * 9
     t = A.table1(data.final)
     assert t["n_seeds"].sum() == 2
 
@@ -394,7 +484,7 @@ def test_missing_setups_handled():
 
 
 def test_share_timeline_and_counts():
-    data = A.synthetic_results(envs=["Acrobot-v1"], seeds=[0, 1], rounds=6)
+    data = synthetic_results(envs=["Acrobot-v1"], seeds=[0, 1], rounds=6)
     tl = A.share_timeline(data.sharing)
     assert set(tl["setup"]) == {"collaborative_8"} and set(tl["seed"]) == {0}
     assert (tl["source"] != tl["target"]).all()
@@ -526,14 +616,267 @@ def test_selection_check_hand_computed():
     ]
 
 
-def test_two_sample_bootstrap_undefined_when_many_resamples_are_not_finite():
-    ratio = lambda a, b: np.nanmean(a, axis=1) / np.nanmean(b, axis=1)  # noqa: E731
-    # baseline seeds 0 and 1: a resample of only the 0-seed (1 in 4 here) divides by zero
-    point, lo, hi = A.two_sample_bootstrap(
-        [np.array([1.0]), np.array([2.0])], [np.array([0.0]), np.array([1.0])], ratio
+# ---------------------------------------------------------------- intervals, tests, Holm
+
+
+def test_t_interval_matches_scipy_and_degenerate_cases():
+    x = [1.0, 2.0, 4.0, 7.0]
+    ci = stats.ttest_1samp(x, 0.0).confidence_interval(0.95)
+    assert A.t_interval(x) == pytest.approx((ci.low, ci.high))
+    assert A.mean_ci([5.0, 5.0]) == (5.0, 5.0)
+    assert all(math.isnan(v) for v in A.mean_ci([5.0]))
+    with pytest.raises(ValueError, match="method"):
+        A.mean_ci(x, method="normal")
+
+
+def test_ratio_test_fieller_known_answer_and_consistency():
+    a, b = np.array([12.0, 14.0, 16.0]), np.array([9.0, 10.0, 11.0])
+    r = A.ratio_test(a, b)
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3  # 4/3 and 1/3
+    est = 14 / 10
+    df = (va + est**2 * vb) ** 2 / (va**2 / 2 + est**4 * vb**2 / 2)
+    q = stats.t.ppf(0.975, df)
+    # Fieller: the roots of (14 - theta 10)^2 = q^2 (va + theta^2 vb)
+    roots = np.sort(np.roots([100 - q**2 * vb, -280, 196 - q**2 * va]))
+    assert (r.estimate, r.ci_low, r.ci_high, r.df) == pytest.approx((est, *roots, df))
+    # the p-value of a bound is the test level, inside it is larger, outside smaller
+    assert A.ratio_test(a, b, theta0=r.ci_low).p_value == pytest.approx(0.05)
+    assert A.ratio_test(a, b, theta0=1.4).p_value == pytest.approx(1.0)
+    assert A.ratio_test(a, b, theta0=r.ci_high * 1.01).p_value < 0.05
+    # a baseline not clearly away from 0: the set is unbounded, the interval undefined
+    assert math.isnan(A.ratio_test(a, np.array([-1.0, 0.5, 1.0])).ci_low)
+
+
+def test_relative_gain_and_reduction_map_the_ratio():
+    a, b = np.array([-80.0, -85.0, -78.0]), np.array([-100.0, -110.0, -95.0])
+    g = A.relative_gain_test(a, b, target=0.15)  # negative rewards: gain = 1 - ratio
+    r = A.ratio_test(a, b, theta0=0.85)
+    assert (g.estimate, g.ci_low, g.ci_high, g.p_value) == pytest.approx(
+        (1 - r.estimate, 1 - r.ci_high, 1 - r.ci_low, r.p_value)
     )
-    assert point == pytest.approx(1.5 / 0.5) and math.isnan(lo) and math.isnan(hi)
-    point, lo, hi = A.two_sample_bootstrap(
-        [np.array([1.0]), np.array([2.0])], [np.array([4.0]), np.array([2.0])], ratio
+    assert g.estimate == pytest.approx((-81 + 305 / 3) / (305 / 3))
+    red = A.reduction_test([200.0, 200.0], [500.0, 500.0], target=0.4)
+    assert (red.estimate, red.ci_low, red.ci_high, red.p_value) == (0.6, 0.6, 0.6, 0.0)
+    w = A.welch_test([1.0, 2.0, 3.0], [2.0, 4.0, 6.0, 8.0])
+    ref = stats.ttest_ind([1.0, 2.0, 3.0], [2.0, 4.0, 6.0, 8.0], equal_var=False)
+    assert (w.p_value, w.df) == pytest.approx((ref.pvalue, ref.df))
+
+
+def test_spread_reduction_bootstrap_and_f_interval():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([2.0, 4.0, 6.0, 8.0, 10.0])
+    boot = A.sd_reduction_bootstrap(a, b, target=0.25, n_boot=2000)
+    assert boot.estimate == pytest.approx(0.5) and boot.ci_low < 0.5 < boot.ci_high
+    assert boot == A.sd_reduction_bootstrap(a, b, target=0.25, n_boot=2000)  # seeded
+    f = A.sd_reduction_test(a, b, target=0.25)
+    lo = 1 - 0.5 / math.sqrt(stats.f.ppf(0.025, 4, 4))
+    assert f.estimate == pytest.approx(0.5) and f.ci_low == pytest.approx(lo)
+    assert math.isnan(A.sd_reduction_bootstrap(a, [3.0, 3.0, 3.0]).ci_low)  # baseline without spread
+    assert A.mad_reduction_test(a, b).estimate == pytest.approx(0.5)  # a scale factor of 2
+
+
+def test_holm_known_answer():
+    # m = 4 tests: 0.01 x 4, 0.03 x 3, 0.04 x 2 (raised to 0.09: monotone), 0.5 x 1
+    got = A.holm([0.01, 0.04, math.nan, 0.03, 0.5])
+    assert got[[0, 1, 3, 4]] == pytest.approx([0.04, 0.09, 0.09, 0.5]) and math.isnan(got[2])
+    assert A.holm([0.6, 0.7]).tolist() == [1.0, 1.0]  # capped at 1
+    assert np.isnan(A.holm([math.nan])).all()
+
+
+def test_add_holm_keeps_only_verdicts_that_survive():
+    detail = pd.DataFrame(
+        {
+            "claim": ["c"] * 3 + ["d"],
+            "measure": ["m"] * 4,
+            "p_value": [0.001, 0.02, 0.3, 0.02],
+            "verdict": ["holds", "does not hold", "inconclusive", "holds"],
+        }
     )
-    assert point == pytest.approx(1.5 / 3.0) and 0.25 <= lo <= hi <= 1.0  # all resamples finite
+    out = A.add_holm(detail)
+    assert out["p_holm"].tolist() == pytest.approx([0.003, 0.04, 0.3, 0.02])  # "d" is a family of one
+    assert out["verdict_holm"].tolist() == ["holds", "does not hold", "inconclusive", "holds"]
+    out = A.add_holm(detail.assign(p_value=[0.001, 0.03, 0.3, 0.02]))
+    assert out["verdict_holm"].tolist() == ["holds", "inconclusive", "inconclusive", "holds"]  # 0.06
+
+
+def test_seeds_needed():
+    assert A.seeds_for_halfwidth(10.0, 5.0) == 18  # t(17) 10 / sqrt(18) = 4.97 <= 5 < t(16) 10 / sqrt(17)
+    assert stats.t.ppf(0.975, 16) * 10 / math.sqrt(17) > 5
+    assert A.seeds_for_halfwidth(0.0, 1.0) == 2
+    # an interval that already excludes the target needs no more seeds; the estimate on it, infinitely many
+    assert A.seeds_to_decide(0.5, 0.3, 0.7, 0.2, 5) == 5
+    assert A.seeds_to_decide(0.2, 0.0, 0.4, 0.2, 5) == math.inf
+    m = A.seeds_to_decide(0.1, -0.05, 0.25, 0.25, 5)  # half-width 0.15, gap 0.15: just not enough
+    half = lambda k: stats.t.ppf(0.975, k - 1) * (0.15 / stats.t.ppf(0.975, 4) * math.sqrt(5)) / math.sqrt(k)  # noqa: E731
+    assert half(m) < 0.15 <= half(m - 1)
+
+
+# ---------------------------------------------------------------- aggregate metrics (rliable's formulas)
+
+#: Four runs x three tasks, and the values rliable 1.2.0's ``metrics`` module gives for them
+#: (aggregate_iqm, aggregate_mean, aggregate_median, aggregate_optimality_gap, probability_of_improvement).
+X = np.array([[0.1, 0.5, 0.9], [0.2, 0.4, 0.6], [0.3, 0.3, 0.8], [0.0, 1.0, 0.5]])
+Y = np.array([[0.2, 0.6, 0.9], [0.3, 0.5, 0.6], [0.3, 0.4, 0.9], [0.1, 0.9, 0.6]])
+
+
+def test_aggregate_metrics_match_rliable_on_a_known_input():
+    tasks = list(X.T)
+    assert A.iqm(*tasks) == pytest.approx(0.43333333)  # the middle 6 of 12 values: 2.6 / 6
+    assert A.mean_score(*tasks) == pytest.approx(0.46666667)
+    assert A.median_score(*tasks) == pytest.approx(0.55)  # task means 0.15, 0.55, 0.7
+    assert A.optimality_gap(*tasks) == pytest.approx(0.53333333)
+    assert A.optimality_gap(np.array([0.5, 1.5])) == pytest.approx(0.25)  # clipped at 1
+    assert A.probability_of_improvement(list(X.T), list(Y.T)) == pytest.approx(0.35416667)
+
+
+def test_probability_of_improvement_ties_and_extremes():
+    f = A.probability_of_improvement
+    assert f([np.array([1.0, 1.0])], [np.array([1.0, 1.0])]) == 0.5  # ties count a half
+    assert f([np.array([2.0, 3.0])], [np.array([1.0])]) == 1.0
+    # task 1: of 4 pairs none greater, one tied -> 0.125; task 2: always lower -> 0; mean 0.0625
+    assert f([np.array([1.0, 3.0]), np.array([0.0])], [np.array([3.0, 4.0]), np.array([1.0])]) == 0.0625
+    assert f([np.array([1.0, 3.0, 5.0])], [np.array([3.0])]) == 0.5  # one below, one tied, one above
+
+
+def test_normalised_scores_and_references():
+    final = _final(
+        [
+            ("Acrobot-v1", "independent", 0, [-500.0] * 2),  # the random policy: 0
+            ("Acrobot-v1", "independent", 1, [-69.1] * 2),  # the reference: 1
+            ("Taxi-v4", "independent", 0, [-82.6, -82.6]),  # halfway from -173.2 to 8
+            ("CartPole-v1", "independent", 0, [500.0]),  # no reference: NaN
+        ]
+    )
+    sc = A.normalised_scores(final).set_index(["env_id", "seed"])["score"]
+    assert sc["Acrobot-v1", 0] == 0.0 and sc["Acrobot-v1", 1] == pytest.approx(1.0)
+    assert sc["Taxi-v4", 0] == pytest.approx(0.5) and math.isnan(sc["CartPole-v1", 0])
+    assert set(A.SCORE_REFERENCES) == set(A.ENVS)
+
+
+def test_score_references_are_the_committed_random_policy_returns(root):
+    bench = pd.read_csv(root / "benchmarks" / "results" / "random_policy.csv")
+    legal = bench["policy"] == "uniform over legal actions"
+    uniform = bench[(bench["policy"] == "uniform") & (bench["env_id"] != "Taxi-v4")]
+    measured = dict(zip(uniform["env_id"], uniform["mean"], strict=True))
+    measured["Taxi-v4"] = float(bench.loc[legal & (bench["env_id"] == "Taxi-v4"), "mean"].iloc[0])
+    for env, ref in A.SCORE_REFERENCES.items():
+        assert ref.random == pytest.approx(measured[env], abs=0.05), env
+        assert ref.reference > ref.random
+
+
+def _scores(rows: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """normalised_scores-like frame: {(env, setup): scores per seed}."""
+    return pd.DataFrame(
+        [{"env_id": e, "setup": s, "seed": i, "mean_return": v, "score": v} for (e, s), vs in rows.items()
+         for i, v in enumerate(vs)]
+    )  # fmt: skip
+
+
+def test_aggregate_improvement_and_profiles_known_answers():
+    sc = _scores(
+        {
+            ("Acrobot-v1", "independent"): [0.2, 0.2, 0.2],
+            ("Taxi-v4", "independent"): [0.6, 0.6, 0.6],
+            ("Acrobot-v1", "collaborative_8"): [0.4, 0.4, 0.4],
+            ("Taxi-v4", "collaborative_8"): [0.8, 0.8, 0.8],
+        }
+    )
+    agg = A.aggregate_metrics(sc, n_boot=200).set_index(["setup", "metric"])
+    assert agg.loc[("independent", "mean"), ["estimate", "ci_low", "ci_high"]].tolist() == pytest.approx(
+        [0.4] * 3
+    )
+    assert agg.loc[("collaborative_8", "optimality gap"), "estimate"] == pytest.approx(0.4)
+    assert (
+        agg.loc[("collaborative_8", "IQM"), "n_runs"] == 6
+        and agg.loc[("collaborative_8", "IQM"), "n_tasks"] == 2
+    )
+    imp = A.improvement(sc, n_boot=200)
+    row = imp[(imp["setup"] == "collaborative_8") & (imp["baseline"] == "independent")].iloc[0]
+    assert (row["estimate"], row["ci_low"], row["ci_high"]) == (1.0, 1.0, 1.0)
+    assert set(imp["baseline"]) == {"independent"}  # no sequential runs: no comparison with it
+    prof = A.performance_profiles(sc, taus=[0.3, 0.7], n_boot=200).set_index(["setup", "tau"])["estimate"]
+    assert prof["independent", 0.3] == 0.5 and prof["collaborative_8", 0.3] == 1.0
+    assert prof["collaborative_8", 0.7] == 0.5
+
+
+def test_stratified_bootstrap_resamples_within_tasks():
+    rng = np.random.default_rng(0)
+    tasks = [rng.normal(0, 1, 5), rng.normal(10, 1, 5)]
+    est, lo, hi = A.stratified_bootstrap(tasks, A.mean_score, n_boot=2000)
+    assert lo < est < hi and hi - lo < 3  # pooled resampling would mix the tasks: a far wider interval
+    boot = stats.bootstrap(
+        tuple(tasks), A.mean_score, n_resamples=2000, rng=np.random.default_rng(0), method="percentile"
+    )
+    assert (lo, hi) == pytest.approx((boot.confidence_interval.low, boot.confidence_interval.high))
+    assert all(np.isnan(v) for v in A.stratified_bootstrap([np.array([1.0])], A.mean_score)[1:])
+
+
+# ---------------------------------------------------------------- coverage (benchmarks/coverage.py, small)
+
+
+def test_coverage_t_beats_the_percentile_bootstrap_at_five_seeds(root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("coverage_bench", root / "benchmarks" / "coverage.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(7)
+    rows = pd.DataFrame(bench.one_mean(300, 300, rng) + bench.relative_gain(200, 300, rng))
+    cov = rows.set_index(["quantity", "method", "distribution", "n_seeds"])["coverage"]
+    assert 0.91 <= cov["mean", "t", "normal", 5] <= 0.99
+    for family in ("normal", "lognormal"):
+        assert cov["mean", "t", family, 5] > cov["mean", "bootstrap percentile", family, 5] + 0.04
+    assert cov["relative gain", "Fieller (Welch df)", "normal", 5] >= 0.91
+    assert (
+        cov["relative gain", "Fieller (Welch df)", "normal", 5]
+        > cov["relative gain", "bootstrap percentile", "normal", 5]
+    )
+
+
+# ---------------------------------------------------------------- selection-free Table 1, figures folder
+
+
+def _population_run(root, env, setup, seed, agents: dict[int, list[float]], config: bool = True) -> None:
+    run = root / "runs" / env / setup / f"seed{seed}"
+    run.mkdir(parents=True)
+    rows = [{"agent": a, "episode": e, "return": r} for a, rs in agents.items() for e, r in enumerate(rs)]
+    pd.DataFrame(rows).to_csv(run / "population_eval.csv", index=False)
+    if config:
+        strategy = setup.split("_")[0]
+        n = int(setup.split("_")[1]) if strategy == "collaborative" else len(agents)
+        (run / "config.json").write_text(
+            f'{{"env_id": "{env}", "strategy": "{strategy}", "n_agents": {n}, "seed": {seed}}}'
+        )
+
+
+def test_population_table_from_run_folders(tmp_path):
+    assert A.load_population_eval("x", data_dir=tmp_path).empty  # no file: nothing, no error
+    assert A.table1_population(A.load_population_eval("x", data_dir=tmp_path)).empty
+    env = "Acrobot-v1"
+    # seed 0: agent means -80 and -100 (mean -90, pair spread 20/sqrt2); seed 1: -70 and -70
+    _population_run(tmp_path, env, "collaborative_2", 0, {0: [-70.0, -90.0], 1: [-100.0, -100.0], -1: [0.0]})
+    _population_run(tmp_path, env, "collaborative_2", 1, {0: [-70.0], 1: [-70.0]}, config=False)
+    pop = A.load_population_eval("x", data_dir=tmp_path)
+    assert set(pop["setup"]) == {"collaborative_2"} and sorted(pop["seed"].unique()) == [0, 1]
+    t = A.table1_population(pop).iloc[0]
+    assert (t["env_id"], t["setup"], t["n_seeds"], t["mean"]) == (env, "collaborative_2", 2, -80.0)
+    assert t["agent_spread"] == pytest.approx((20 / math.sqrt(2) + 0) / 2)  # agent -1 is not a final agent
+    best = A.table1(_final([(env, "collaborative_2", s, [-60.0]) for s in (0, 1)]))
+    side = A.table1_beside(best, A.table1_population(pop)).iloc[0]
+    assert side["difference"] == -20.0 and side["best_checkpoint"].startswith("-60.00")
+    (tmp_path / "runs" / env / "collaborative_2" / "seed1" / "population_eval.csv").write_text(
+        "agent,ret\n0,1\n"
+    )
+    with pytest.raises(ResultsError, match="missing columns"):
+        A.load_population_eval("x", data_dir=tmp_path)
+
+
+def test_figures_dir_honours_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLLAB_FIGURES_DIR", str(tmp_path / "elsewhere"))
+    assert A.figures_dir("reduced", root=tmp_path) == tmp_path / "elsewhere" / "reduced"
+    monkeypatch.delenv("COLLAB_FIGURES_DIR")
+    assert A.figures_dir("reduced", root=tmp_path) == tmp_path / "figures" / "reduced"
+
+
+def test_the_test_session_moves_the_figures_out_of_the_tree(root):
+    moved = Path(os.environ["COLLAB_FIGURES_DIR"])  # set by conftest.py before nbval's kernels start
+    assert not moved.resolve().is_relative_to(root.resolve())

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from synthetic import synthetic_results  # noqa: E402
 
 from collab import analysis as A  # noqa: E402
 from collab import plots as P  # noqa: E402
@@ -18,7 +19,7 @@ from collab.results import SCHEMA  # noqa: E402
 
 @pytest.fixture(scope="module")
 def data() -> A.ProfileData:
-    return A.synthetic_results(envs=["Acrobot-v1", "CarRacing-v3"], seeds=[0, 1], rounds=4)
+    return synthetic_results(envs=["Acrobot-v1", "CarRacing-v3"], seeds=[0, 1], rounds=4)
 
 
 @pytest.fixture(autouse=True)
@@ -28,17 +29,21 @@ def _close():
 
 
 def test_figures_return_figures_and_save(data, tmp_path):
-    lc = A.learning_curves(data.curves, n_boot=100)
-    conv = A.episodes_to_threshold(data.curves)
-    summ = A.convergence_summary(conv, n_boot=100)
-    var = A.performance_variance(data.curves, n_boot=100)
+    lc = A.learning_curves(data.curves)
+    conv = A.convergence_both(data.curves)
+    summ = A.convergence_summary(conv)
+    var = A.performance_variance(data.curves, data.final)
     tl = A.share_timeline(data.sharing)
+    scores = A.normalised_scores(data.final)
+    agg, imp = A.aggregate_metrics(scores, n_boot=100), A.improvement(scores, n_boot=100)
     figs = {
         "f1": P.plot_figure1(lc),
         "f1grid": P.plot_figure1_grid(lc),
         "f2": P.plot_convergence(conv, summ),
+        "f2best": P.plot_convergence(conv, summ, measure="best agent"),
         "f3": P.plot_variance(var),
         "share": P.plot_share_timelines(tl),
+        "aggregate": P.plot_aggregate(agg, imp, A.performance_profiles(scores, n_boot=100)),
     }
     for name, fig in figs.items():
         assert isinstance(fig, Figure)
@@ -61,9 +66,42 @@ def test_convergence_plot_shows_not_reached():
             "budget": [500.0, 500.0],
         }
     )
-    fig = P.plot_convergence(conv, A.convergence_summary(conv, n_boot=50))
+    fig = P.plot_convergence(conv, A.convergence_summary(conv))
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "not\nreached" in texts and "0/1" in texts and "1/1" in texts
+    # with a measure column, only the rows of the measure asked for are drawn
+    both = pd.concat(
+        [conv.assign(measure="agent mean"), conv.assign(measure="best agent", reached=True, episodes=100.0)]
+    )
+    fig = P.plot_convergence(both, A.convergence_summary(both), measure="best agent")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "not\nreached" not in texts and texts.count("1/1") == 2
+
+
+def test_aggregate_plot_draws_every_metric_and_baseline():
+    cell = {"estimate": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+    agg = pd.DataFrame(
+        [
+            {"setup": s, "metric": m, **cell}
+            for s in ("independent", "collaborative_8")
+            for m in ("IQM", "mean")
+        ]
+    )
+    imp = pd.DataFrame(
+        [
+            {
+                "setup": "collaborative_8",
+                "baseline": "independent",
+                "estimate": 0.4,
+                "ci_low": 0.2,
+                "ci_high": 0.6,
+            }
+        ]
+    )
+    fig = P.plot_aggregate(agg, imp)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["IQM", "mean", "P(setup > Independent)"]
+    assert fig.axes[2].lines[0].get_xdata().tolist() == [0.2, 0.6]  # the interval drawn as given
 
 
 def test_single_run_plots(data):
