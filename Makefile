@@ -34,8 +34,8 @@ workflow: install
 	@echo "      Table 1 and Figures 1-3: figures/$(PROFILE)/"
 	@echo "      Executed notebooks and logs: runs/$(PROFILE)/"
 
-# The smoke results are committed (nbval checks the analysis notebooks against data/reduced): `make
-# smoke` removes them and reruns the whole grid; the rerun reproduces them except wall-clock columns.
+# The smoke results are not committed (git-ignored: their digits depend on the CPU's kernels, see
+# collab/numerics.py): `make smoke` removes any earlier ones and reruns the whole grid.
 smoke: clean-smoke
 	$(MAKE) workflow PROFILE=smoke
 

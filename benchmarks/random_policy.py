@@ -39,8 +39,9 @@ def random_returns(env_id: str, episodes: int, masked: bool = False, seed: int =
     gen = torch.Generator().manual_seed(seed)
     low, high = torch.tensor(spec.action_low), torch.tensor(spec.action_high)
     env.reset()
-    out = np.full(episodes, np.nan)
-    while np.isnan(out).any():
+    out = np.zeros(episodes)
+    done = np.zeros(episodes, dtype=bool)
+    for _ in range(env.max_decisions):  # every first episode ends within the time limit
         if spec.discrete:
             legal = (
                 env.action_mask() if masked else torch.ones(1, episodes, spec.action_dim, dtype=torch.bool)
@@ -49,9 +50,12 @@ def random_returns(env_id: str, episodes: int, masked: bool = False, seed: int =
         else:
             u = torch.rand(1, episodes, spec.action_dim, generator=gen)
             action = low + (high - low) * u
-        _, _, _, _, ep_ret = env.step(action)
-        new = np.isnan(out) & ~np.isnan(ep_ret[0])
+        _, _, term, trunc, ep_ret = env.step(action)
+        new = (term[0] | trunc[0]) & ~done
         out[new] = ep_ret[0][new]
+        done |= new
+        if done.all():
+            break
     env.close()
     return out
 

@@ -17,7 +17,9 @@ side by side and round-robin over the repeats (so load drift on a shared machine
   steps* (CarRacing: 1 agent step = 2 frames).
 * ``ours``: ``PopulationPPO.collect_and_update(env, quota=inf)`` in a loop after one warm-up rollout,
   counting ``stats.steps.sum()`` (learned-from agent steps), per-environment PPO settings
-  (:func:`collab.config.ppo_config_for`).
+  (:func:`collab.config.ppo_config_for`); also the share of its time spent in ``env.step``, in the PPO
+  update and in the non-finite checks (``_check_rollout`` after each rollout, ``_check_parameters``
+  after each update).
 * ``ours_compiled`` (``--compiled``): the same with ``compile_loss=True`` (``torch.compile`` of the PPO
   loss, results that differ in the last bits; needs a C++ compiler); compiling happens in the warm-up.
 * ``sb3``: Stable-Baselines3 PPO with the same hyperparameters, one agent with ``num_envs`` envs
@@ -82,7 +84,8 @@ class Measurement:
     cpu_rates: list[float] = field(default_factory=list)  # steps per CPU second of this process
     env_share: list[float] = field(default_factory=list)
     update_share: list[float] = field(default_factory=list)
-    timers: list[float] | None = None  # ours only: seconds inside [env.step, PPO update] in a chunk
+    check_share: list[float] = field(default_factory=list)
+    timers: list[float] | None = None  # ours only: seconds in [env.step, PPO update, checks] in a chunk
 
     def warm_up(self, min_time: float) -> None:
         """One unit untimed (first-call costs), then size the chunk so it lasts about ``min_time``.
@@ -101,7 +104,7 @@ class Measurement:
     def measure(self) -> float:
         """Time one chunk; returns steps per second (and, for ours, the env.step and update shares)."""
         if self.timers is not None:
-            self.timers[:] = [0.0, 0.0]
+            self.timers[:] = [0.0] * len(self.timers)
         t0, c0 = time.perf_counter(), time.process_time()
         steps = self.unit(self.k)
         el, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -110,6 +113,7 @@ class Measurement:
         if self.timers is not None:
             self.env_share.append(self.timers[0] / el)
             self.update_share.append(self.timers[1] / el)
+            self.check_share.append(self.timers[2] / el)
         return self.rates[-1]
 
 
@@ -174,7 +178,7 @@ def ours(env_id: str, n: int, cfg: PPOConfig, compile_loss: bool = False) -> Mea
     seeds = [derive_seed(0, "agent", a) for a in range(n)]
     agents = PopulationPPO(env.spec, cfg, seeds, compile_loss=compile_loss)
     quota = np.full(n, 10**9)
-    timers = [0.0, 0.0]
+    timers = [0.0, 0.0, 0.0]
 
     def timed(i: int, fn: Callable) -> Callable:
         def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - transparent
@@ -188,6 +192,9 @@ def ours(env_id: str, n: int, cfg: PPOConfig, compile_loss: bool = False) -> Mea
     # instance-level wrappers (collab untouched): time inside env.step and inside the PPO update
     env.step = timed(0, env.step)  # type: ignore[method-assign]
     agents.update = timed(1, agents.update)  # type: ignore[method-assign]
+    # the non-finite checks: after every rollout, and after every update (inside the update's time)
+    agents._check_rollout = timed(2, agents._check_rollout)  # type: ignore[method-assign]
+    agents._check_parameters = timed(2, agents._check_parameters)  # type: ignore[method-assign]
 
     def unit(k: int) -> int:
         return int(sum(agents.collect_and_update(env, quota).steps.sum() for _ in range(k)))
@@ -371,6 +378,7 @@ def bench_env(
                 "sps_cpu_median": statistics.median(m.cpu_rates),
                 "env_step_share": statistics.median(m.env_share) if m.env_share else float("nan"),
                 "update_share": statistics.median(m.update_share) if m.update_share else float("nan"),
+                "check_share": statistics.median(m.check_share) if m.check_share else float("nan"),
             }
         )
         m.close()
@@ -383,7 +391,11 @@ def summarise(df: pd.DataFrame, col: str = "sps_median") -> tuple[pd.DataFrame, 
     for env_id, g in df.groupby("env_id", sort=False):
         by = {(r.kind, r.n): getattr(r, col) for r in g.itertuples()}
         pools = {(r.kind, r.n): r.pool for r in g.itertuples()}
-        share = {r.n: (r.env_step_share, r.update_share) for r in g.itertuples() if r.kind == "ours"}
+        share = {
+            r.n: (r.env_step_share, r.update_share, getattr(r, "check_share", float("nan")))
+            for r in g.itertuples()
+            if r.kind == "ours"
+        }
         compiled = any(k == "ours_compiled" for k, _ in by)
         sb3_rate = by[("sb3", 1)]
         ns = sorted(n for k, n in by if k == "ours")
@@ -400,6 +412,7 @@ def summarise(df: pd.DataFrame, col: str = "sps_median") -> tuple[pd.DataFrame, 
                     "train/raw": by[("ours", n)] / by[("raw_population", n)],
                     "env.step share": share[n][0],
                     "update share": share[n][1],
+                    "checks share": f"{share[n][2]:.2%}" if np.isfinite(share[n][2]) else "n/a",
                     "SB3 aggregate (steps/s)": round(sb3_rate),
                     "ours/SB3": by[("ours", n)] / sb3_rate,
                     "ours n / ours n=1": by[("ours", n)] / by[("ours", 1)] if ns[0] == 1 else float("nan"),
@@ -499,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             {"env_id": env_id, "kind": "sb3_sequential", "n": 2, "pool": seq_cfg.num_envs,
              "counted": "agent_steps", "frames_per_step": 1, "sps_median": rate, "sps_min": rate,
              "sps_max": rate, "repeats": 1, "sps_cpu_median": float("nan"), "env_step_share": float("nan"),
-             "update_share": float("nan")}
+             "update_share": float("nan"), "check_share": float("nan")}
         )  # fmt: skip
         seq_line = (
             f"SB3, 2 agents trained one after another on {env_id}: {rate:,.0f} agent steps/s aggregate"
@@ -512,10 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     df = pd.DataFrame(rows)
     wide, targets = summarise(df[df["kind"] != "sb3_sequential"])
     wide_cpu, targets_cpu = summarise(df[df["kind"] != "sb3_sequential"], "sps_cpu_median")
-    wide_cpu = wide_cpu.drop(columns=["env.step share", "update share"])
+    wide_cpu = wide_cpu.drop(columns=["env.step share", "update share", "checks share"])
     wide_cpu.columns = [c.replace("/s)", "/CPU-s)") for c in wide_cpu.columns]
     digits = {"sps_median": 1, "sps_min": 1, "sps_max": 1, "sps_cpu_median": 1, "env_step_share": 3}
-    atomic_write_csv(args.out / "throughput.csv", df.round({**digits, "update_share": 3}))
+    atomic_write_csv(args.out / "throughput.csv", df.round({**digits, "update_share": 3, "check_share": 4}))
     fmt_load = ", ".join(f"{x:.2f}" for x in load0), ", ".join(f"{x:.2f}" for x in load1)
     header = (
         f"Measured {started:%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'}: "

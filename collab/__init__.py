@@ -1,7 +1,9 @@
 """collab: UCB parameter sharing between PPO agents ("Collaborative Training"), population-batched.
 
-``run_experiment`` and ``RunResult`` (``collab.strategies``) are imported on first use, so that the
-analysis code (``collab.analysis``, ``collab.plots``) loads without torch and the environments.
+``run_experiment`` and ``RunResult`` (``collab.strategies``), ``NonFiniteError`` (``collab.ppo``) and
+the saved agents' ``load_policy``, ``evaluate_run`` and ``record`` (``collab.policy``) are imported on
+first use, so that the analysis code (``collab.analysis``, ``collab.plots``) loads without torch and
+the environments.
 """
 
 from __future__ import annotations
@@ -11,9 +13,22 @@ from typing import TYPE_CHECKING, Any
 from collab.config import ConfigError, ExperimentConfig, PPOConfig, ppo_config_for
 
 if TYPE_CHECKING:
+    from collab.policy import evaluate_run, load_policy, record
+    from collab.ppo import NonFiniteError
     from collab.strategies import RunResult, run_experiment
 
-__all__ = ["ConfigError", "ExperimentConfig", "PPOConfig", "RunResult", "ppo_config_for", "run_experiment"]
+__all__ = [
+    "ConfigError",
+    "ExperimentConfig",
+    "NonFiniteError",
+    "PPOConfig",
+    "RunResult",
+    "evaluate_run",
+    "load_policy",
+    "ppo_config_for",
+    "record",
+    "run_experiment",
+]
 __version__ = "0.1.0"
 
 
@@ -22,4 +37,12 @@ def __getattr__(name: str) -> Any:
         from collab import strategies
 
         return getattr(strategies, name)
+    if name in ("load_policy", "evaluate_run", "record"):
+        from collab import policy
+
+        return getattr(policy, name)
+    if name == "NonFiniteError":
+        from collab import ppo
+
+        return ppo.NonFiniteError
     raise AttributeError(f"module 'collab' has no attribute {name!r}")

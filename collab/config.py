@@ -15,22 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collab.paper import ENVS as PAPER_ENVS  # noqa: F401  (the paper's environments)
+
 STRATEGIES = ("independent", "sequential", "collaborative")
 RULES = ("literal", "sign_robust")
 SOURCE_CHOICES = ("best", "random")
 STATS_AFTER_COPY = ("keep", "reset", "inherit")
 REWARD_ESTIMATES = ("cumulative", "last_round")
 BACKENDS = ("auto", "envpool", "gymnasium")
-
-#: The six environments of the paper, by the id this package uses (Gymnasium 1.x names).
-PAPER_ENVS = (
-    "Acrobot-v1",
-    "Pendulum-v1",
-    "BipedalWalker-v3",
-    "LunarLander-v3",
-    "CarRacing-v3",
-    "Taxi-v4",
-)
+NUMERICS = ("native", "portable")
 
 
 class ConfigError(ValueError):
@@ -258,6 +251,10 @@ class ExperimentConfig:
     """Final evaluation episodes of the selected policy (paper, Table 1: 10)."""
     val_episodes: int = 5
     """Episodes per validation of each agent."""
+    reeval_episodes: int = 0
+    """After training, evaluate every final agent and the selected checkpoint on this many episodes
+    (seeded apart from training, validation and the final evaluation) into ``population_eval.csv``;
+    0: off."""
     c: float = 1.5
     """UCB exploration constant (eq. 1; paper: 1.5)."""
     lam: float = 1.0
@@ -271,9 +268,11 @@ class ExperimentConfig:
     reward_estimate: str = "cumulative"
     """R_hat: cumulative (mean of all training returns so far) | last_round."""
     max_episode_steps: int | None = None
-    """Episode time limit override (None: the environment's own; small values make smoke runs cheap)."""
+    """Episode time limit in frames (None: the environment's registered one; small values make smoke
+    runs cheap). Required for an environment that registers none (e.g. CliffWalking-v1): ConfigError."""
     backend: str = "auto"
-    """auto (envpool if installed) | envpool | gymnasium."""
+    """auto (envpool where installed, for the ids whose equivalence with Gymnasium is tested,
+    ``collab.envs.ENVPOOL_TESTED``; Gymnasium otherwise) | envpool | gymnasium."""
     device: str = "cpu"
     """torch device: cpu, or cuda where one is present."""
     torch_threads: int = 1
@@ -285,6 +284,10 @@ class ExperimentConfig:
     """Run the PPO update's loss through ``torch.compile``: 1.0-1.2x faster on the MLP
     environments, results that differ from the default's in the last bits, seconds of compiling at
     the start, and (on CPU) a C++ compiler. Off by default: the committed results are eager."""
+    numerics: str = "native"
+    """native (PyTorch picks its kernels per CPU: fastest, bit-identical on the same machine) |
+    portable (pinned kernels: bit-identical on any x86-64 CPU with AVX2; one mode per process).
+    See :mod:`collab.numerics`."""
     out_dir: str = "runs/example"
     """Folder for curves.csv, final.csv, sharing.csv and config.json."""
     ppo: PPOConfig | None = field(default=None)
@@ -301,6 +304,9 @@ class ExperimentConfig:
         check_choice("strategy", self.strategy, STRATEGIES)
         for name in ("n_agents", "episodes_per_agent", "validate_every", "eval_episodes", "val_episodes"):
             _check_positive_int(name, getattr(self, name))
+        r = self.reeval_episodes
+        if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+            _fail("reeval_episodes", r, "an integer >= 0 (0: no re-evaluation)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             _fail("seed", self.seed, "an integer >= 0")
         check_sharing(self.c, self.lam)
@@ -313,6 +319,7 @@ class ExperimentConfig:
         check_choice("stats_after_copy", self.stats_after_copy, STATS_AFTER_COPY)
         check_choice("reward_estimate", self.reward_estimate, REWARD_ESTIMATES)
         check_choice("backend", self.backend, BACKENDS)
+        check_choice("numerics", self.numerics, NUMERICS)
         for name in ("torch_threads", "env_threads"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -340,10 +347,12 @@ class ExperimentConfig:
         cfg = self.resolved()
         assert cfg.ppo is not None
         cfg.ppo.validate()
-        if check_env and cfg.ppo.mask_actions:
-            from collab.envs import check_action_masks
+        if check_env:
+            from collab.envs import check_action_masks, time_limit
 
-            check_action_masks(self.env_id)
+            time_limit(self.env_id, self.max_episode_steps, cfg.ppo.frame_skip)
+            if cfg.ppo.mask_actions:
+                check_action_masks(self.env_id)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:

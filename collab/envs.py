@@ -2,12 +2,24 @@
 
 Two backends give the same layout and the same *next-step autoreset* semantics:
 
-* ``envpool`` (default where installed): all n*m environments in one C++ pool.
+* ``envpool``: all n*m environments in one C++ pool. ``backend="auto"`` picks it (where installed)
+  only for the ids in :data:`ENVPOOL_TESTED`, whose equivalence with Gymnasium (spaces, time limits,
+  ``max_episode_steps`` honoured, step layout) ``tests/test_envs.py`` checks; any other id runs on
+  Gymnasium unless ``backend="envpool"`` asks for envpool.
 * ``gymnasium``: ``gymnasium.vector.SyncVectorEnv`` with ``AutoresetMode.NEXT_STEP`` (the reference).
 
 Next-step autoreset: the step that ends an episode returns the episode's *final* observation;
 the next step call resets that environment (its action is ignored, reward 0). The trainer marks
-that reset step invalid (see :mod:`collab.ppo`).
+that reset step invalid (see :mod:`collab.ppo`). An episode ends exactly where the step's
+``terminated | truncated`` is True (explicit booleans; nothing is inferred from return values).
+
+Time limits: every episode is bounded. The limit is ``max_episode_steps`` where given, else the
+id's registered Gymnasium time limit; an id with neither (e.g. CliffWalking-v1) is refused with a
+:class:`ConfigError` asking for ``max_episode_steps`` (:func:`time_limit`). The Gymnasium backend
+wraps every environment in that ``TimeLimit``; envpool is given the same limit, and
+:class:`PopulationEnv` itself checks that every episode ends within it, raising
+:class:`EpisodeLimitError` instead of stepping on where a backend ignores it (envpool's
+CliffWalking does).
 
 Observations are preprocessed here into a float32/uint8 torch tensor shaped
 ``[n_agents, envs_per_agent, *obs_shape]``:
@@ -43,11 +55,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from collab.config import ConfigError, PPOConfig
+from collab.config import PAPER_ENVS, ConfigError, PPOConfig
 
 #: Our id -> envpool's id, where they differ but are the same task. Gymnasium 1.3 renamed Taxi-v3
 #: to Taxi-v4 only to fix the optional is_rainy / fickle_passenger modes (off by default).
 ENVPOOL_IDS = {"Taxi-v4": "Taxi-v3"}
+#: Ids that ``backend="auto"`` runs on envpool: those whose equivalence with Gymnasium is tested
+#: (tests/test_envs.py: spaces, default time limit, ``max_episode_steps`` honoured, step layout).
+ENVPOOL_TESTED = frozenset((*PAPER_ENVS, "CartPole-v1"))
 #: Environment variables envpool's import sets for its own use; restored after importing it.
 _ENV_VARS_ENVPOOL_SETS = ("MPLBACKEND", "MPLCONFIGDIR")
 
@@ -97,9 +112,18 @@ def envpool_ids() -> frozenset[str] | None:
     return frozenset(envpool.list_all_envs())
 
 
+class EpisodeLimitError(RuntimeError):
+    """An environment ran an episode past its time limit: its backend does not honour the limit."""
+
+
 def resolve_backend(env_id: str, backend: str = "auto") -> str:
-    """The backend that will run ``env_id``: envpool where asked/available and it has the env."""
-    ep = envpool_ids() if backend in ("auto", "envpool") else None
+    """The backend that will run ``env_id``.
+
+    ``"auto"``: envpool where installed and ``env_id`` is in :data:`ENVPOOL_TESTED`, else Gymnasium;
+    ``"envpool"``: envpool for any id it has (ConfigError where it has not); ``"gymnasium"``: Gymnasium.
+    """
+    wants = backend == "envpool" or (backend == "auto" and env_id in ENVPOOL_TESTED)
+    ep = envpool_ids() if wants else None
     has = ep is not None and ENVPOOL_IDS.get(env_id, env_id) in ep
     if backend == "envpool" and not has:
         raise ConfigError(
@@ -177,6 +201,30 @@ def action_mask_table(env_id: str) -> np.ndarray | None:
     return table
 
 
+def time_limit(env_id: str, max_episode_steps: int | None = None, frame_skip: int = 1) -> int:
+    """The episode time limit (frames) of ``env_id``: ``max_episode_steps``, else its registered one.
+
+    Raises ConfigError where there is neither: an episode of such an environment (CliffWalking-v1
+    under a poor policy) could last arbitrarily long and stall training, so the limit must be chosen.
+    Also where the limit is shorter than ``frame_skip``: episodes would end inside the reset step
+    and never count.
+    """
+    limit = max_episode_steps
+    if limit is None:
+        check_env_id(env_id)
+        limit = gym.spec(env_id).max_episode_steps
+        if limit is None:
+            raise ConfigError(
+                f"max_episode_steps=None is not allowed for env_id={env_id!r}: it registers no time "
+                "limit, so an episode could run forever; an integer >= 1 (e.g. max_episode_steps=200)"
+            )
+    if limit < frame_skip:
+        raise ConfigError(
+            f"max_episode_steps={limit} is not allowed with frame_skip={frame_skip}: an integer >= frame_skip"
+        )
+    return int(limit)
+
+
 def check_action_masks(env_id: str) -> None:
     """Raise ConfigError unless ``env_id`` provides action masks (see :func:`action_mask_table`)."""
     if action_mask_table(env_id) is None:
@@ -252,8 +300,15 @@ class PopulationEnv:
 
     ``step`` takes actions shaped ``[n, m]`` (discrete) or ``[n, m, d]`` (continuous) and returns
     ``(obs, reward, terminated, truncated, episode_return)``; obs is a torch tensor
-    ``[n, m, *spec.obs_shape]``, the rest numpy ``[n, m]``. ``episode_return`` holds the full
-    undiscounted return (all frames) where an episode ended this step, else NaN.
+    ``[n, m, *spec.obs_shape]``, the rest numpy ``[n, m]``. An episode ended this step exactly where
+    ``terminated | truncated``; there ``episode_return`` holds its full undiscounted return (all
+    frames), elsewhere 0.
+
+    Every episode ends within ``max_episode_steps`` frames (:func:`time_limit`), i.e. within
+    ``max_decisions`` step calls after its reset; a backend that lets one run longer raises
+    :class:`EpisodeLimitError`. A NaN continuous action (a diverged policy) reaches the simulator as
+    the action space's lower bound, so that the simulator stays valid until the trainer reports
+    the divergence.
 
     ``num_threads``: envpool worker threads (each environment keeps its own seed, so results do
     not depend on it; the gymnasium backend steps in the calling thread and ignores it).
@@ -283,6 +338,9 @@ class PopulationEnv:
         self.n, self.m = n_agents, envs_per_agent
         self.num = n_agents * envs_per_agent
         self.frame_skip, self.image_size = frame_skip, image_size
+        self.max_episode_steps = time_limit(env_id, max_episode_steps, frame_skip)
+        #: step calls an episode takes at most after its reset (frames / frame_skip, rounded up)
+        self.max_decisions = -(-self.max_episode_steps // frame_skip)
         self.backend = resolve_backend(env_id, backend)
         self.seeds = [
             derive_seed(seed, purpose, j) if shared_seeds else derive_seed(seed, purpose, a, j)
@@ -292,7 +350,6 @@ class PopulationEnv:
         if self.backend == "envpool":
             import envpool
 
-            kw = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
             with warnings.catch_warnings():  # envpool's Box spaces warn about float64 bounds
                 warnings.simplefilter("ignore", UserWarning)
                 self._env = envpool.make(
@@ -302,12 +359,12 @@ class PopulationEnv:
                     seed=self.seeds[0],
                     env_seed=self.seeds,
                     num_threads=num_threads,
-                    **kw,
+                    max_episode_steps=self.max_episode_steps,
                 )
         else:
-            kw = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+            limit = self.max_episode_steps
             self._env = gym.vector.SyncVectorEnv(
-                [functools.partial(gym.make, env_id, **kw) for _ in range(self.num)],
+                [functools.partial(gym.make, env_id, max_episode_steps=limit) for _ in range(self.num)],
                 autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
             )
         self._fast_step = _envpool_fast_step(self._env) if self.backend == "envpool" else None
@@ -317,6 +374,11 @@ class PopulationEnv:
         self._stack: torch.Tensor | None = None
         self._ep_return = np.zeros(self.num, dtype=np.float64)
         self._was_done = np.zeros(self.num, dtype=bool)
+        # time-limit guard: step calls since reset(), the call at which each env's episode began
+        # (its reset step), and the earliest call by which some running episode must have ended
+        self._calls = 0
+        self._began = np.zeros(self.num, dtype=np.int64)
+        self._deadline = self.max_decisions
 
     @classmethod
     def for_ppo(
@@ -392,13 +454,36 @@ class PopulationEnv:
         self._ep_return[:] = 0.0
         self._was_done[:] = False
         self._stack = None
+        self._calls = 0
+        self._began[:] = 0
+        self._deadline = self.max_decisions
         return self._process(raw, None)
+
+    def _restart_clocks(self, ended: np.ndarray) -> None:
+        """Episodes ended in this step call where ``ended``: their next call is their reset step."""
+        self._began[ended] = self._calls + 1
+        self._deadline = int(self._began.min()) + self.max_decisions
+
+    def _episode_overran(self) -> None:
+        """Raise EpisodeLimitError: an episode outlived ``max_decisions`` step calls (called past the
+        deadline only, so a step call pays one integer comparison for the guard)."""
+        late = np.flatnonzero(self._calls - self._began > self.max_decisions)
+        raise EpisodeLimitError(
+            f"env_id={self.spec.env_id!r} on the {self.backend} backend ran an episode past its "
+            f"time limit of {self.max_episode_steps} steps (environments {late.tolist()} still "
+            f"running after {self.max_decisions} decisions): the backend does not honour "
+            "max_episode_steps for this id; use backend='gymnasium'"
+        )
 
     def _to_env_actions(self, actions: torch.Tensor) -> np.ndarray:
         a = actions.detach().cpu().numpy().reshape(self.num, *(() if self.spec.discrete else (-1,)))
         if self.spec.discrete:
             return a.astype(np.int32)
-        return np.clip(a, self._low, self._high).astype(np.float32)
+        a = np.clip(a, self._low, self._high).astype(np.float32)
+        nan = np.isnan(a)
+        if nan.any():  # a diverged policy: keep the simulator valid (Box2D asserts on NaN)
+            a = np.where(nan, self._low, a).astype(np.float32)
+        return a
 
     def step(
         self, actions: torch.Tensor
@@ -410,7 +495,7 @@ class PopulationEnv:
         reward = np.zeros(self.num, dtype=np.float32)
         term = np.zeros(self.num, dtype=bool)
         trunc = np.zeros(self.num, dtype=bool)
-        ep_return = np.full(self.num, np.nan)
+        ep_return = np.zeros(self.num)
         new_episode = self._was_done.copy()
         final_raw = None
         for f in range(self.frame_skip):
@@ -437,6 +522,11 @@ class PopulationEnv:
                     raw = np.array(raw, copy=True)
                     raw[keep] = final_raw[keep]
         ended = term | trunc
+        self._calls += 1
+        if ended.any():
+            self._restart_clocks(ended)
+        if self._calls > self._deadline:
+            self._episode_overran()
         obs = self._process(raw, new_episode)
         self._was_done = ended
         shape = (self.n, self.m)
@@ -463,9 +553,13 @@ class PopulationEnv:
         te, tr = np.asarray(te), np.asarray(tr)
         ended = te | tr
         self._ep_return += r
-        ep_return = np.where(ended, self._ep_return, np.nan)
+        ep_return = np.where(ended, self._ep_return, 0.0)
+        self._calls += 1
         if ended.any():
             self._ep_return[ended] = 0.0
+            self._restart_clocks(ended)
+        if self._calls > self._deadline:
+            self._episode_overran()
         obs = self._process(raw, self._was_done)
         self._was_done = ended
         shape = (self.n, self.m)

@@ -9,6 +9,12 @@ PPO follows CleanRL (``ppo.py``, ``ppo_continuous_action.py``): GAE, clipped sur
 ``0.5 * (V - R)^2``, entropy bonus, per-minibatch advantage normalisation, Adam (eps 1e-5) and
 gradient-norm clipping, all *per agent*: each agent normalises its own advantages and clips its own
 gradient norm, so agents never influence each other without sharing.
+
+Non-finite values stop training with a :class:`NonFiniteError` instead of spreading: after every
+rollout a few whole-tensor checks cover the observations, rewards and the policy's outputs, and
+after every update one ``torch.isfinite(flat).all()`` covers every agent's parameters; only when a
+check fails are the agents and the first non-finite quantity looked up (the costs:
+``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from collab.config import PPOConfig
-from collab.envs import EnvSpec, PopulationEnv
+from collab.envs import EnvSpec, EpisodeLimitError, PopulationEnv
 from collab.networks import PopulationActorCritic, log_prob_entropy, sample_action
 
 #: Logit given to illegal actions with ``mask_actions`` (as sb3-contrib's MaskablePPO): their
@@ -34,6 +41,79 @@ MASKED_LOGIT = -1e8
 # autograd warns that they do not obey its layout contract. It still accumulates into them in place
 # (tested in tests/test_ppo.py); the warning is about a possible slowdown only.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+
+
+class NonFiniteError(RuntimeError):
+    """Training or an environment produced NaN or infinity: the run stops here (and writes nothing).
+
+    ``source``: ``"training"`` (the agents diverged: their loss, gradient norm, parameters or
+    policy outputs became non-finite) or ``"environment"`` (the environment returned non-finite
+    observations or rewards while the agents' parameters and actions were finite). ``agents``: the
+    agents concerned; ``what``: the quantities that went non-finite, first in time first.
+    :func:`collab.run_experiment` adds where it happened (:attr:`context`: environment, phase,
+    round, training episodes per agent, out_dir) before the error leaves it.
+    """
+
+    def __init__(self, source: str, agents: Sequence[int], what: Sequence[str], settings: str = "") -> None:
+        super().__init__(source, list(agents), list(what))
+        self.source = source
+        self.agents = [int(a) for a in agents]
+        self.what = list(what)
+        self.settings = settings
+        self.context: dict[str, Any] = {}
+
+    def add_context(self, **context: Any) -> NonFiniteError:
+        """Record where the error happened (keys already set are kept); returns self."""
+        for key, value in context.items():
+            self.context.setdefault(key, value)
+        return self
+
+    def _where(self) -> str:
+        c = self.context
+        out = f" on {c['env_id']}" if "env_id" in c else ""
+        phase = c.get("phase", "training")
+        if phase == "final evaluation":
+            out += " in the final evaluation of the selected policy"
+        elif phase in ("training", "validation") and "round" in c:
+            out += f" in {'the validation of ' if phase == 'validation' else ''}round {c['round']}"
+        elif phase not in ("training", "validation"):
+            out += f" in the {phase}"
+        if "episodes" in c:
+            eps = [int(e) for e in c["episodes"]]
+            out += f" after {sum(eps)} training episodes"
+            out += f" ({', '.join(map(str, eps))} per agent)" if len(eps) > 1 else ""
+        return out
+
+    def __str__(self) -> str:
+        who = ("agent " if len(self.agents) == 1 else "agents ") + ", ".join(map(str, self.agents))
+        what = ", ".join(self.what)
+        if self.source == "environment":
+            msg = (
+                f"the environment returned non-finite (NaN or inf) {what} to {who}{self._where()}, while "
+                "the agents' parameters and actions were finite: the environment (or a wrapper around it) "
+                "is at fault, not training; check what its reset() and step() return"
+            )
+        else:
+            settings = f" (now {self.settings})" if self.settings else ""
+            msg = (
+                f"training diverged: {what} became non-finite (NaN or inf) for {who}{self._where()}. "
+                "Lower the learning rate, clip gradients harder (a smaller max_grad_norm) or normalise "
+                f"observations and rewards (norm_obs, norm_reward){settings}"
+            )
+        if "out_dir" in self.context:
+            msg += f"; nothing was written to {self.context['out_dir']}"
+        return msg + "."
+
+
+def _first_true(bad: np.ndarray, never: int) -> np.ndarray:
+    """Per column of ``bad`` [T, n]: the first row that is True, else ``never``."""
+    return np.where(bad.any(0), bad.argmax(0), never)
+
+
+def _bad_per_agent(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``[T, n, ...]`` -> bool ``[T, n]``: where a step of an agent holds a non-finite value."""
+    x = torch.as_tensor(x).detach().cpu()
+    return (~torch.isfinite(x.reshape(x.shape[0], x.shape[1], -1))).any(-1).numpy()
 
 
 def cpp_compiler() -> str | None:
@@ -306,7 +386,9 @@ class PopulationPPO:
         ``quota[a]``: episodes agent a still needs in this round. An agent stops learning (its
         steps become invalid) once it completes its quota (episodes ending at the same step all
         count, so it may overshoot by up to ``num_envs - 1``); its environments keep stepping under its
-        frozen policy and those steps are neither learned from nor counted.
+        frozen policy and those steps are neither learned from nor counted. An episode ends where the
+        environment's ``terminated | truncated`` says so. A NaN or infinity in the rollout (from the
+        environment or the policy) or in the updated parameters raises :class:`NonFiniteError`.
         """
         cfg, n, m = self.cfg, self.n, env.m
         T = cfg.num_steps
@@ -366,7 +448,7 @@ class PopulationPPO:
                 term_np[t] = term
                 was_done = term | trunc
                 done_np[t] = was_done
-                ended = ~np.isnan(ep_ret) & valid
+                ended = was_done & valid
                 if ended.any():
                     # every episode that ends while its agent learns counts, also those that end
                     # at the same step as the one that met the quota (they were learned from)
@@ -378,15 +460,19 @@ class PopulationPPO:
                     used = t + 1
                     break
             last_value = self.net.value(normalize(obs)).cpu()
+        sl = slice(0, used)
+        act_t = torch.stack(acts).cpu()
+        logp_t = torch.stack(logps).cpu()
+        val_t = torch.stack(vals).cpu()
+        seen = None  # the observations acted on, where they can be non-finite (vectors)
+        if self.spec.obs_kind == "vector":
+            seen = raw_buf[sl] if raw_buf is not None else obs_buf[sl]  # type: ignore[index]
+        self._check_rollout(seen, obs, act_t, logp_t, val_t, rew_np[sl])
         steps = valid_np[:used].sum((0, 2))
         self._was_done = torch.from_numpy(was_done)
         active_t = torch.from_numpy(active)
         self._obs = obs
-        sl = slice(0, used)
         obs_t = torch.stack(xs) if obs_buf is None else obs_buf[sl]
-        act_t = torch.stack(acts).cpu()
-        logp_t = torch.stack(logps).cpu()
-        val_t = torch.stack(vals).cpu()
         valid_buf = torch.from_numpy(valid_np[sl])
         done_f = torch.from_numpy(done_np[sl]).float()
         rew = torch.from_numpy(rew_np[sl])
@@ -407,6 +493,79 @@ class PopulationPPO:
             obs_t, act_t, logp_t, adv, ret, valid_buf, torch.stack(masks) if masks else None
         )
         return RolloutStats(returns, steps, diagnostics)
+
+    def settings(self) -> str:
+        """The PPO settings that decide whether training diverges, for error messages."""
+        c = self.cfg
+        return (
+            f"learning_rate={c.learning_rate:g}, max_grad_norm={c.max_grad_norm:g}, "
+            f"norm_obs={c.norm_obs}, norm_reward={c.norm_reward}"
+        )
+
+    def _check_rollout(
+        self,
+        obs: torch.Tensor | None,
+        last_obs: torch.Tensor,
+        actions: torch.Tensor,
+        logp: torch.Tensor,
+        values: torch.Tensor,
+        rewards: np.ndarray,
+    ) -> None:
+        """Raise NonFiniteError if a rollout holds NaN/inf, blaming whoever produced the first one.
+
+        ``obs`` [T, n, m, d]: the observations acted on (None where they cannot be non-finite:
+        pixels, one-hot states), ``last_obs`` the one after the last step; ``actions``, ``logp``,
+        ``values`` the policy's outputs and ``rewards`` [T, n, m]. Five whole-tensor checks; an
+        agent's failure is the environment's if its first non-finite observation or reward came
+        before the policy's first non-finite output (a NaN observation makes the action NaN too).
+        """
+        policy = [("log-probabilities", logp), ("values", values)]
+        if not self.spec.discrete:
+            policy.insert(0, ("actions", actions))
+        ok = bool(np.isfinite(rewards).all()) and all(bool(torch.isfinite(x).all()) for _, x in policy)
+        if obs is not None:
+            ok = ok and bool(torch.isfinite(obs).all()) and bool(torch.isfinite(last_obs).all())
+        if ok:
+            return
+        T, n = rewards.shape[:2]
+        never = 2 * T + 3
+        # event times: observation t at 2t, the policy's outputs at step t at 2t+1, reward t at 2t+2
+        bad_obs = np.zeros((T + 1, n), dtype=bool)
+        if obs is not None:
+            bad_obs[:T] = _bad_per_agent(obs)
+            bad_obs[T] = _bad_per_agent(last_obs.unsqueeze(0))[0]
+        bad_rew = _bad_per_agent(rewards)
+        bad_pol = {name: _bad_per_agent(x) for name, x in policy}
+        t_env = np.minimum(2 * _first_true(bad_obs, never), 2 * _first_true(bad_rew, never) + 2)
+        t_pol = 2 * _first_true(np.any(list(bad_pol.values()), axis=0), never) + 1
+        env_agents = np.flatnonzero((t_env < 2 * never) & (t_env < t_pol))
+        if len(env_agents):
+            what = [
+                k for k, bad in (("observations", bad_obs), ("rewards", bad_rew)) if bad[:, env_agents].any()
+            ]
+            raise NonFiniteError("environment", env_agents, what)
+        agents = np.flatnonzero(t_pol < t_env)
+        what = [k for k, bad in bad_pol.items() if bad[:, agents].any()]
+        raise NonFiniteError("training", agents, ["policy " + ", ".join(what)], self.settings())
+
+    def _check_parameters(
+        self, loss_sum: torch.Tensor, grad_norm_sum: torch.Tensor, adv: torch.Tensor, ret: torch.Tensor
+    ) -> None:
+        """After an update: one ``isfinite`` over every agent's parameters; on failure raise
+        NonFiniteError naming the agents and what went non-finite (the update's advantages/returns
+        ``[n, B]``, its loss and gradient norms summed over minibatches, the parameters)."""
+        if bool(torch.isfinite(self.flat).all()):
+            return
+        agents = np.flatnonzero((~torch.isfinite(self.flat).all(1)).cpu().numpy())
+        what = []
+        data_bad = ~(torch.isfinite(adv).all(1) & torch.isfinite(ret).all(1)).cpu().numpy()
+        if data_bad[agents].any():
+            what.append("advantages/returns")
+        if not bool(torch.isfinite(loss_sum)):
+            what.append("loss")
+        if (~torch.isfinite(grad_norm_sum)).cpu().numpy()[agents].any():
+            what.append("gradient norm")
+        raise NonFiniteError("training", agents, [*what, "parameters"], self.settings())
 
     def _normalize_rewards(self, rew: torch.Tensor, done: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Scale rewards by the per-agent running std of the discounted return (SB3 VecNormalize)."""
@@ -439,7 +598,8 @@ class PopulationPPO:
 
         Each agent draws its own minibatch permutation from its generator; the batch per agent is
         ``T*m`` samples split in ``num_minibatches``. Returns per-agent diagnostics of the last
-        minibatch (approx_kl, clipfrac).
+        minibatch (approx_kl, clipfrac). Raises NonFiniteError when the update leaves an agent's
+        parameters non-finite (one ``isfinite`` over all parameters per update).
         """
         cfg, n = self.cfg, self.n
         T, _, m = valid.shape
@@ -457,6 +617,9 @@ class PopulationPPO:
         mb = max(B // cfg.num_minibatches, 1)
         rows = torch.arange(n, device=self.device).unsqueeze(1)
         last: tuple[torch.Tensor, ...] | None = None
+        # summed over minibatches, read only when the parameters check fails: NaN/inf stays
+        loss_sum = torch.zeros((), device=self.device)
+        grad_norm_sum = torch.zeros(n, device=self.device)
         for _ in range(cfg.update_epochs):
             perm = torch.stack([torch.randperm(B, generator=g) for g in self.gens]).to(self.device)
             # shuffle once per epoch (one gather per tensor); minibatches are then contiguous views
@@ -477,11 +640,13 @@ class PopulationPPO:
                 )
                 self.flat_grad.zero_()
                 loss.backward()
-                self._clip_grads()
+                grad_norm_sum += self._clip_grads()
+                loss_sum += loss.detach()
                 self.opt.step(self.flat_grad, self.lr, active)
                 last = (ratio.detach(), logratio.detach(), w, c)
         if last is None:
             return {}
+        self._check_parameters(loss_sum, grad_norm_sum, b_adv, b_ret)
         ratio, logratio, w, c = last  # diagnostics of the last minibatch, as CleanRL logs them
         clipped = ((ratio - 1).abs() > cfg.clip_coef).float()
         return {
@@ -525,23 +690,44 @@ class PopulationPPO:
         return per_agent.sum(), ratio, logratio
 
     @torch.no_grad()
-    def _clip_grads(self) -> None:
-        """Scale each agent's gradient so its global norm is at most ``max_grad_norm`` (as torch's clip)."""
+    def _clip_grads(self) -> torch.Tensor:
+        """Scale each agent's gradient so its global norm is at most ``max_grad_norm`` (as torch's clip);
+        returns the norms before clipping, ``[n]``."""
         norm = self.flat_grad.norm(dim=1, keepdim=True)
         self.flat_grad.mul_((self.cfg.max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
+        return norm.squeeze(1)
 
 
 @torch.no_grad()
 def evaluate(agents: PopulationPPO, env: PopulationEnv, deterministic: bool = True) -> np.ndarray:
     """Run each environment of ``env`` for one episode with ``agents``' policies; returns [n, m] returns.
 
-    ``env`` must have as many agents as ``agents``; it is reset first, and nothing is learned.
+    ``env`` must have as many agents as ``agents``; it is reset first, and nothing is learned. At most
+    ``env.max_decisions`` steps: every first episode ends within the environment's time limit.
+    Non-finite observations or rewards from the environment, or non-finite actions from a policy,
+    raise NonFiniteError (checked every step).
     """
     obs = env.reset()
-    out = np.full((env.n, env.m), np.nan)
-    while np.isnan(out).any():
+    out = np.zeros((env.n, env.m))
+    done = np.zeros((env.n, env.m), dtype=bool)
+    vector, continuous = env.spec.obs_kind == "vector", not env.spec.discrete
+    for _ in range(env.max_decisions):
+        if vector and not bool(torch.isfinite(obs).all()):
+            raise NonFiniteError(
+                "environment", np.flatnonzero(_bad_per_agent(obs[None])[0]), ["observations"]
+            )
         action = agents.act(obs, deterministic=deterministic, mask=env.action_mask())
-        obs, _, _, _, ep_ret = env.step(action)
-        new = np.isnan(out) & ~np.isnan(ep_ret)
+        if continuous and not bool(torch.isfinite(action).all()):
+            bad = np.flatnonzero(_bad_per_agent(action[None])[0])
+            raise NonFiniteError("training", bad, ["policy actions"], agents.settings())
+        obs, r, term, trunc, ep_ret = env.step(action)
+        if not np.isfinite(r).all():
+            raise NonFiniteError("environment", np.flatnonzero(_bad_per_agent(r[None])[0]), ["rewards"])
+        new = (term | trunc) & ~done
         out[new] = ep_ret[new]
-    return out
+        done |= new
+        if done.all():
+            return out
+    raise EpisodeLimitError(
+        f"env_id={env.spec.env_id!r}: an evaluation episode did not end within {env.max_decisions} steps"
+    )

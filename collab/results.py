@@ -1,8 +1,10 @@
 """The result files of one run and their schema: the only interface between training and analysis.
 
-A run writes into its ``out_dir``: ``curves.csv``, ``final.csv``, ``sharing.csv`` and
-``config.json``. Every file is written to a temporary name and renamed, and ``config.json`` is
-written last: a folder whose ``config.json`` exists holds a complete run.
+A run writes into its ``out_dir``: ``curves.csv``, ``final.csv``, ``sharing.csv``, its agents
+(:data:`CHECKPOINT_FILES`, see :mod:`collab.checkpoints`), with ``reeval_episodes`` also
+``population_eval.csv`` (:data:`OPTIONAL_SCHEMA`), and ``config.json``. Every file is written to a
+temporary name and renamed, and ``config.json`` is written last: a folder whose ``config.json``
+exists holds a complete run.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,25 @@ SCHEMA: dict[str, list[str]] = {
         "mean_target",  # R_hat_j(k)
     ],
 }
+#: Files a run writes only when asked: ``population_eval.csv`` with ``reeval_episodes`` > 0 (every
+#: final agent and the selected checkpoint on the same ``reeval_episodes`` episodes).
+OPTIONAL_SCHEMA: dict[str, list[str]] = {
+    "population_eval.csv": KEY_COLUMNS
+    + [
+        "agent",  # final agent's index; -1: the selected checkpoint
+        "round",  # round the agent's state comes from (final agents: the last round)
+        "episode",  # 0..reeval_episodes-1 (the same episodes for every agent)
+        "return",  # undiscounted return of that episode (deterministic policy)
+    ],
+}
 #: Columns whose values change from run to run of the same config (ignored by determinism checks).
 VOLATILE_COLUMNS = ["wall_time_s"]
 RESULT_FILES = ["curves.csv", "final.csv", "sharing.csv", "config.json"]
+#: The agents a run keeps (collab.checkpoints): the selected checkpoint and the final population.
+#: Not in RESULT_FILES: runs made before they were saved are complete without them.
+CHECKPOINT_FILES = ["selected.safetensors", "population.safetensors"]
+#: Keys of config.json that describe how a run went, not its configuration.
+RUN_METADATA_KEYS = ("versions", "backend_used", "budget_unit", "machine", "checkpoints")
 
 
 class ResultsError(ValueError):
@@ -65,14 +83,14 @@ def setup_name(strategy: str, n_agents: int) -> str:
     return f"collaborative_{n_agents}" if strategy == "collaborative" else strategy
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
@@ -80,6 +98,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
@@ -90,7 +113,7 @@ def atomic_write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
 def frame(name: str, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Rows as a DataFrame with the schema's columns first (an empty frame keeps the header)."""
     df = pd.DataFrame(list(rows))
-    cols = SCHEMA[name]
+    cols = {**SCHEMA, **OPTIONAL_SCHEMA}[name]
     if df.empty:
         return pd.DataFrame(columns=cols)
     extra = [c for c in df.columns if c not in cols]
@@ -103,13 +126,28 @@ def write_run(
     final: pd.DataFrame,
     sharing: pd.DataFrame,
     config: dict[str, Any],
+    extra: Mapping[str, bytes | pd.DataFrame] | None = None,
 ) -> None:
-    """Write the four result files of one run; config.json last, so it marks completion."""
+    """Write the result files of one run; config.json last, so it marks completion.
+
+    ``extra``: more files by name (bytes, or a DataFrame written as CSV), e.g. the checkpoints and
+    ``population_eval.csv``. Checkpoints and optional files of an earlier run in ``out_dir`` that
+    this run does not write are removed, so that every file in the folder belongs to this run.
+    """
     out = Path(out_dir)
+    extra = dict(extra or {})
     (out / "config.json").unlink(missing_ok=True)
+    for name in [*CHECKPOINT_FILES, *OPTIONAL_SCHEMA]:
+        if name not in extra:
+            (out / name).unlink(missing_ok=True)
     atomic_write_csv(out / "curves.csv", curves)
     atomic_write_csv(out / "final.csv", final)
     atomic_write_csv(out / "sharing.csv", sharing)
+    for name, content in extra.items():
+        if isinstance(content, pd.DataFrame):
+            atomic_write_csv(out / name, content)
+        else:
+            atomic_write_bytes(out / name, content)
     atomic_write_text(out / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
@@ -120,13 +158,14 @@ def read_csv_checked(path: str | os.PathLike, kind: str | None = None) -> pd.Dat
     """
     path = Path(path)
     kind = kind or path.name
+    cols = {**SCHEMA, **OPTIONAL_SCHEMA}[kind]
     if not path.is_file():
-        raise ResultsError(f"{path}: file not found (expected a {kind} with columns {SCHEMA[kind]})")
+        raise ResultsError(f"{path}: file not found (expected a {kind} with columns {cols})")
     try:
         df = pd.read_csv(path)
     except pd.errors.EmptyDataError:
-        raise ResultsError(f"{path}: empty file (expected columns {SCHEMA[kind]})") from None
-    missing = [c for c in SCHEMA[kind] if c not in df.columns]
+        raise ResultsError(f"{path}: empty file (expected columns {cols})") from None
+    missing = [c for c in cols if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing columns {missing} (has {list(df.columns)})")
     return df

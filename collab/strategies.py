@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,21 +33,26 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from collab import numerics
+from collab.checkpoints import run_checkpoints
 from collab.config import ExperimentConfig
 from collab.envs import PopulationEnv, derive_seed
-from collab.ppo import PopulationPPO, evaluate
+from collab.policy import reevaluate
+from collab.ppo import NonFiniteError, PopulationPPO, evaluate
 from collab.results import frame, setup_name, write_run
 from collab.sharing import UCBSharer
 
 
 @dataclass
 class RunResult:
-    """What a run wrote: the three tables and the resolved configuration."""
+    """What a run wrote: the three tables, the resolved configuration and, with ``reeval_episodes``,
+    the re-evaluation of every final agent (``population_eval.csv``; else None)."""
 
     curves: pd.DataFrame
     final: pd.DataFrame
     sharing: pd.DataFrame
     config: dict
+    population_eval: pd.DataFrame | None = None
 
 
 def _versions() -> dict[str, str]:
@@ -68,15 +75,51 @@ def _versions() -> dict[str, str]:
     return out
 
 
+@contextmanager
+def _located(
+    cfg: ExperimentConfig,
+    phase: str,
+    rnd: int,
+    episodes: np.ndarray,
+    write: bool,
+    envs: tuple[PopulationEnv, ...],
+) -> Iterator[None]:
+    """On an error inside: close ``envs``; a NonFiniteError also learns where it happened."""
+    try:
+        yield
+    except BaseException as err:
+        if isinstance(err, NonFiniteError):
+            where = {"env_id": cfg.env_id, "phase": phase, "round": rnd, "episodes": episodes.tolist()}
+            err.add_context(**where, **({"out_dir": cfg.out_dir} if write else {}))
+        for e in envs:
+            e.close()
+        raise
+
+
+def _rollout_bound(left: np.ndarray, env: PopulationEnv, num_steps: int) -> int:
+    """Most rollouts a round can take: each environment of a learning agent ends (and counts) an
+    episode at least every ``max_decisions + 1`` steps, so a round is never open-ended."""
+    per_env = -(-int(left.max()) // env.m)
+    return -(-per_env * (env.max_decisions + 1) // num_steps) + 1
+
+
 def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = True) -> RunResult:
     """Train one experiment, select and evaluate its policy, and write the result files.
 
     Validates ``cfg`` first (raising :class:`collab.ConfigError` before anything is written); writes
-    ``curves.csv``, ``final.csv``, ``sharing.csv`` and ``config.json`` (last) into ``cfg.out_dir``.
+    ``curves.csv``, ``final.csv``, ``sharing.csv``, the agents (``selected.safetensors``,
+    ``population.safetensors``; :mod:`collab.checkpoints`), with ``reeval_episodes`` > 0
+    ``population_eval.csv``, and ``config.json`` (last) into ``cfg.out_dir``.
+
+    Never open-ended: every episode ends within the environment's time limit and every round within
+    a bounded number of rollouts. A NaN or infinity in training (a diverged agent) or from the
+    environment stops the run with a :class:`collab.NonFiniteError` naming the agents, the round,
+    the episode counts and what went non-finite; nothing is written then.
     """
     cfg = cfg.validate(check_out_dir=write)
     assert cfg.ppo is not None
     ppo_cfg = cfg.ppo
+    numerics.apply(cfg.numerics)
     torch.set_num_threads(cfg.torch_threads)
     sequential = cfg.strategy == "sequential"
     n = 1 if sequential else cfg.n_agents
@@ -127,11 +170,21 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
         # overshot its last round's quota needs that many fewer episodes in this one
         left = np.maximum(min(rnd * cfg.validate_every, budget) - episodes, 0)
         round_returns: list[list[float]] = [[] for _ in range(n)]
+        max_rollouts, rollouts = _rollout_bound(left, env, ppo_cfg.num_steps), 0
         while left.max() > 0:
+            rollouts += 1
+            if rollouts > max_rollouts:  # cannot happen while episodes end within their time limit
+                env.close()
+                raise RuntimeError(
+                    f"round {rnd} of {cfg.env_id}: agents still need {left.tolist()} episodes after "
+                    f"{max_rollouts} rollouts, more than episodes of at most {env.max_episode_steps} "
+                    "steps allow (a bug in collab)"
+                )
             if ppo_cfg.anneal_lr:
                 frac = np.clip(1.0 - episodes / budget, 0.0, 1.0)
                 agents.lr = torch.as_tensor(ppo_cfg.learning_rate * frac, dtype=torch.float32)
-            stats = agents.collect_and_update(env, left)
+            with _located(cfg, "training", rnd, episodes, write, (env,)):
+                stats = agents.collect_and_update(env, left)
             got = np.array([len(r) for r in stats.episode_returns])
             for a in range(n):
                 round_returns[a].extend(stats.episode_returns[a])
@@ -142,7 +195,8 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
         val_env = PopulationEnv.for_ppo(
             cfg.env_id, n, ppo_cfg, cfg.seed, cfg.val_episodes, purpose="val", shared_seeds=True, **env_kw
         )
-        val = evaluate(agents, val_env).mean(axis=1)
+        with _located(cfg, "validation", rnd, episodes, write, (val_env, env)):
+            val = evaluate(agents, val_env).mean(axis=1)
         val_env.close()
         for a in range(n):
             if val[a] > best[0]:
@@ -181,7 +235,8 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     eval_env = PopulationEnv.for_ppo(
         cfg.env_id, 1, ppo_cfg, cfg.seed, cfg.eval_episodes, purpose="eval", shared_seeds=True, **env_kw
     )
-    returns = evaluate(chosen, eval_env)[0]
+    with _located(cfg, "final evaluation", rnd, episodes, write, (eval_env,)):
+        returns = evaluate(chosen, eval_env)[0]
     eval_env.close()
     final = [
         {
@@ -195,10 +250,41 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
         for i, r in enumerate(returns)
     ]
     sharing = [{**keys, **dataclasses.asdict(e)} for e in sharer.log]
-    config = {**cfg.to_dict(), "versions": _versions(), "backend_used": env.backend, "budget_unit": "episode"}
+    # the agents: the selected checkpoint and the final population (final agent j holds the state
+    # validated as val[src[j]] in the last round); saving them draws no random numbers
+    files, saved = run_checkpoints(
+        chosen,
+        best,
+        agents,
+        rnd,
+        [float(val[s]) for s in src],
+        env_id=cfg.env_id,
+        time_limit=env.max_episode_steps,
+        max_episode_steps=cfg.max_episode_steps,
+        run={k: keys[k] for k in ("strategy", "n_agents", "seed", "setup")},
+    )
+    population_eval = None
+    if cfg.reeval_episodes:
+        with _located(cfg, "re-evaluation", rnd, episodes, write, ()):
+            population_eval = reevaluate(cfg, files, env.backend, cfg.out_dir)
+    config = {
+        **cfg.to_dict(),
+        "versions": _versions(),
+        "backend_used": env.backend,
+        "budget_unit": "episode",
+        "machine": numerics.fingerprint(),
+        "checkpoints": saved,
+    }
     result = RunResult(
-        frame("curves.csv", curves), frame("final.csv", final), frame("sharing.csv", sharing), config
+        frame("curves.csv", curves),
+        frame("final.csv", final),
+        frame("sharing.csv", sharing),
+        config,
+        population_eval,
     )
     if write:
-        write_run(cfg.out_dir, result.curves, result.final, result.sharing, config)
+        extra: dict[str, bytes | pd.DataFrame] = dict(files)
+        if population_eval is not None:
+            extra["population_eval.csv"] = population_eval
+        write_run(cfg.out_dir, result.curves, result.final, result.sharing, config, extra)
     return result

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -97,81 +96,3 @@ def test_throughput_compiled_needs_a_compiler(monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match="--compiled: torch.compile needs a C\\+\\+ compiler"):
         tp.main(["--compiled", "--quick", "--envs", "Acrobot-v1", "--out", str(tmp_path)])
     assert not list(tmp_path.iterdir())
-
-
-def test_compile_run_rejects_what_is_not_a_grid_cell(tmp_path):
-    cr = _load("compile_run")
-    bad_cell = r"\(--env, --setup, --seed\)=\('Acrobot-v1', 'nope', 0\) is not allowed: a cell of the reduced"
-    with pytest.raises(SystemExit, match=bad_cell):
-        cr.main(["--setup", "nope", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--profile='nope' is not allowed: one of paper, reduced, smoke"):
-        cr.main(["--profile", "nope", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--repeats=0 is not allowed"):
-        cr.main(["--repeats", "0", "--out", str(tmp_path)])
-    assert not list(tmp_path.iterdir())
-    cfg, committed = cr.cell_config("reduced", "Acrobot-v1", "collaborative_8", 0)
-    assert (cfg.strategy, cfg.n_agents, cfg.episodes_per_agent) == ("collaborative", 8, 500)
-    assert committed.parts[-5:] == ("reduced", "runs", "Acrobot-v1", "collaborative_8", "seed0")
-    assert (committed / "config.json").exists()  # the committed run the eager runs are checked against
-
-
-def test_ab_commits_loads_an_earlier_collab_beside_this_one(tmp_path):
-    import subprocess
-
-    root = BENCH.parent
-    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True).returncode != 0:
-        pytest.skip("not a git checkout")
-    ab = _load("ab_commits")
-    with pytest.raises(SystemExit, match="BASE='no-such-commit' is not allowed"):
-        ab.export_base("no-such-commit", tmp_path)
-    full = ab.export_base("HEAD", tmp_path)
-    assert len(full) == 40
-    sources = "".join(f.read_text() for f in (tmp_path / "collab_base").glob("*.py"))
-    assert "from collab." not in sources and "from collab_base.config import" in sources
-    sys.path.insert(0, str(tmp_path))
-    try:
-        row = ab.compare("Acrobot-v1", 1, iters=1, repeats=1)
-    finally:
-        sys.path.remove(str(tmp_path))
-        for name in [m for m in sys.modules if m == "collab_base" or m.startswith("collab_base.")]:
-            del sys.modules[name]
-    assert row["base_sps"] > 0 and row["new_sps"] > 0
-    clean = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "collab"], cwd=root).returncode == 0
-    if clean:  # HEAD's collab is the working tree's: same seed, same parameters after the same calls
-        assert row["identical"] is True
-
-
-def test_env_threads_compare_rows():
-    et = _load("env_threads")
-    rows = et.compare("Acrobot-v1", 1, [1, 2], iters=1, repeats=1)
-    assert [r["env_threads"] for r in rows] == [1, 2]
-    assert rows[0]["speedup"] == 1.0 and all(r["steps_per_s"] > 0 for r in rows)
-    assert all(r["identical"] for r in rows)  # threads step environments only: same parameters
-    with pytest.raises(SystemExit, match=r"--threads=\[0\] is not allowed"):
-        et.main(["--threads", "0"])
-
-
-def test_profile_op_categories_sum_per_agent_step():
-    from types import SimpleNamespace as E
-
-    ps = _load("profile_step")
-    events = [
-        E(key="aten::tanh", self_cpu_time_total=30.0),
-        E(key="aten::tanh_backward", self_cpu_time_total=10.0),
-        E(key="aten::baddbmm", self_cpu_time_total=20.0),
-        E(key="aten::convolution_backward", self_cpu_time_total=40.0),  # pixel networks: a floor op
-        E(key="aten::copy_", self_cpu_time_total=6.0),
-    ]
-    assert ps.op_categories(events, steps=2) == {"tanh": 20.0, "matmul": 30.0, "other": 3.0}
-
-
-def test_profile_numerics_variants_without_compiler(monkeypatch):
-    """Without a C++ compiler the compiled variants are left out; the package's row is the baseline."""
-    ps = _load("profile_step")
-    monkeypatch.setattr(ps, "cpp_compiler", lambda: None)
-    original = torch.tanh
-    table = ps.numerics_variants("Acrobot-v1", 1, iters=1, repeats=1)
-    assert torch.tanh is original  # the swap is undone
-    names = ["package: eager, torch.tanh", "tanh as 2 sigmoid(2x) - 1 in the update"]
-    assert list(table["numerics"]) == names
-    assert table["vs package"].iloc[0] == 1.0 and (table["steps per CPU-s (median)"] > 0).all()

@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from collab.config import ENV_PPO, PAPER_ENVS, ConfigError
-from collab.envs import PopulationEnv, check_env_id, derive_seed, envpool_ids, resolve_backend
+from collab.config import ENV_PPO, PAPER_ENVS, ConfigError, ppo_config_for
+from collab.envs import (
+    ENVPOOL_IDS,
+    ENVPOOL_TESTED,
+    EpisodeLimitError,
+    PopulationEnv,
+    check_env_id,
+    derive_seed,
+    envpool_ids,
+    resolve_backend,
+    time_limit,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -19,11 +29,25 @@ def _zeros(env: PopulationEnv) -> torch.Tensor:
     )
 
 
-@pytest.mark.parametrize("env_id", PAPER_ENVS)
+@pytest.mark.parametrize("env_id", sorted(ENVPOOL_TESTED))
 def test_backends_same_layout_and_autoreset(env_id):
+    """What lets ``backend="auto"`` run an id on envpool: the same spaces, the same default time limit,
+    ``max_episode_steps`` honoured at the same step, the same step layout."""
     if resolve_backend(env_id) != "envpool":
         pytest.skip("envpool not installed")
-    ppo = ENV_PPO[env_id]
+    import envpool
+    import gymnasium as gym
+
+    ep_id = ENVPOOL_IDS.get(env_id, env_id)
+    ep_spec = envpool.make_spec(ep_id)
+    assert ep_spec.config.max_episode_steps == gym.spec(env_id).max_episode_steps == time_limit(env_id)
+    ep_env = envpool.make(ep_id, env_type="gymnasium", num_envs=1)
+    gym_env = gym.make(env_id)
+    assert ep_env.action_space == gym_env.action_space
+    g_obs, e_obs = gym_env.observation_space, ep_env.observation_space
+    assert (type(g_obs), g_obs.shape, g_obs.dtype) == (type(e_obs), e_obs.shape, e_obs.dtype)
+    ep_env.close(), gym_env.close()
+    ppo = ppo_config_for(env_id)
     kw = {
         "frame_skip": ppo.frame_skip,
         "frame_stack": ppo.frame_stack,
@@ -40,23 +64,29 @@ def test_backends_same_layout_and_autoreset(env_id):
             rows.append((tuple(obs.shape), obs.dtype, r.shape, r.dtype, te.dtype, ep.shape))
         env.close()
         layouts.append((tuple(obs0.shape), obs0.dtype, rows, ends))
-        # truncated after 4 decisions everywhere (no env of these terminates that fast with zero actions
-        # except Taxi, which cannot end in 4 steps either); the 5th step is the reset step
+        # truncated after 4 decisions everywhere (no env of these terminates that fast with zero
+        # actions); the 5th step is the reset step
         assert ends == [False, False, False, True, False, False], (backend, ends)
     assert layouts[0] == layouts[1]
 
 
-def test_episode_return_counts_every_frame_and_resets():
-    env = PopulationEnv("Acrobot-v1", 1, 2, seed=0, max_episode_steps=5)
+@pytest.mark.parametrize("backend", ["envpool", "gymnasium"])
+def test_episode_return_counts_every_frame_and_resets(backend):
+    if resolve_backend("Acrobot-v1", "auto" if backend == "envpool" else backend) != backend:
+        pytest.skip("envpool not installed")
+    env = PopulationEnv("Acrobot-v1", 1, 2, seed=0, max_episode_steps=5, backend=backend)
     env.reset()
-    got = []
+    got, ended = [], []
     for _ in range(12):
         _, r, te, tr, ep = env.step(_zeros(env))
         got.append(ep[0, 0])
+        ended.append(bool(te[0, 0] | tr[0, 0]))
     env.close()
-    # -1 per step for 5 steps; step 6 is the reset; the next episode ends at step 11
-    assert got[4] == -5.0 and np.isnan(got[5]) and got[10] == -5.0
-    assert np.isnan([g for i, g in enumerate(got) if i not in (4, 10)]).all()
+    # -1 per step for 5 steps; step 6 is the reset; the next episode ends at step 11. The ends are
+    # the explicit terminated | truncated flags; the return is 0 wherever no episode ended
+    assert [i for i, e in enumerate(ended) if e] == [4, 10]
+    assert got[4] == -5.0 and got[10] == -5.0
+    assert [g for i, g in enumerate(got) if i not in (4, 10)] == [0.0] * 10
 
 
 def test_frame_skip_sums_rewards_and_keeps_final_obs():
@@ -191,8 +221,8 @@ def test_envpool_fast_step_equals_envpool_step(env_id):
         env.close()
         runs.append(out)
     assert ended > 0  # the 12-step limit ends episodes: resets go through the same path
-    for x, y in zip(*runs, strict=True):  # bit for bit; NaN (no episode ended) matches NaN
-        torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True)
+    for x, y in zip(*runs, strict=True):  # bit for bit
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
 def test_envpool_fast_step_declines_unknown_layouts():
@@ -212,4 +242,75 @@ def test_for_ppo_builds_the_pool_the_agents_expect():
     env = PopulationEnv.for_ppo("CarRacing-v3", 1, car, envs_per_agent=3, backend="gymnasium")
     assert env.m == 3 and env.frame_skip == car.frame_skip == 2
     assert env.spec.obs_shape == (car.frame_stack, car.image_size, car.image_size)
+    env.close()
+
+
+def test_auto_backend_runs_envpool_only_for_tested_ids():
+    assert "CliffWalking-v1" not in ENVPOOL_TESTED and "MountainCar-v0" not in ENVPOOL_TESTED
+    assert resolve_backend("CliffWalking-v1") == "gymnasium"
+    assert resolve_backend("MountainCar-v0") == "gymnasium"
+    if envpool_ids() is None:
+        pytest.skip("envpool is not installed")
+    assert resolve_backend("Acrobot-v1") == "envpool"
+    assert resolve_backend("MountainCar-v0", "envpool") == "envpool"  # asked for: allowed
+
+
+def test_time_limit_is_required_and_covers_a_frame_skip():
+    assert time_limit("Acrobot-v1") == 500 and time_limit("Acrobot-v1", 20) == 20
+    assert time_limit("CliffWalking-v1", 50) == 50
+    with pytest.raises(
+        ConfigError, match="max_episode_steps=None is not allowed for env_id='CliffWalking-v1'"
+    ):
+        time_limit("CliffWalking-v1")
+    with pytest.raises(ConfigError, match="max_episode_steps=None"):
+        PopulationEnv("CliffWalking-v1", 1, 1, seed=0)
+    # an episode shorter than a decision would end inside the reset step and never count
+    with pytest.raises(ConfigError, match="max_episode_steps=1 is not allowed with frame_skip=2"):
+        time_limit("CarRacing-v3", 1, frame_skip=2)
+
+
+def test_max_episode_steps_holds_on_an_environment_without_time_limit():
+    """CliffWalking under random actions: every episode ends by the 50-step limit, cut exactly there."""
+    env = PopulationEnv("CliffWalking-v1", 2, 3, seed=0, max_episode_steps=50)
+    assert env.backend == "gymnasium" and env.max_decisions == 50
+    env.reset()
+    gen = torch.Generator().manual_seed(0)
+    length = np.zeros(6, dtype=int)
+    lengths = []
+    was_done = np.zeros(6, dtype=bool)
+    for _ in range(400):
+        _, _, te, tr, _ = env.step(torch.randint(0, 4, (2, 3), generator=gen))
+        te, tr = te.ravel(), tr.ravel()
+        length = np.where(was_done, 0, length + 1)  # the step after an end is the reset step
+        lengths += [(int(n), bool(t)) for n, t, e in zip(length, tr, te | tr, strict=True) if e]
+        was_done = te | tr
+    env.close()
+    assert len(lengths) >= 6 * (400 // 51)  # an episode plus its reset step: at most 51 steps
+    assert all(n <= 50 for n, _ in lengths) and all(n == 50 for n, trunc in lengths if trunc)
+
+
+def test_backend_ignoring_max_episode_steps_is_stopped_at_the_limit():
+    if envpool_ids() is None:
+        pytest.skip("envpool is not installed")
+    env = PopulationEnv("CliffWalking-v1", 1, 2, seed=0, max_episode_steps=20, backend="envpool")
+    env.reset()
+    steps = 0
+    with pytest.raises(EpisodeLimitError, match=r"envpool backend ran an episode past its time limit of 20"):
+        for _ in range(1000):
+            steps += 1
+            env.step(torch.zeros(1, 2, dtype=torch.long))  # up, at the start: never ends on its own
+    env.close()
+    assert steps == 21  # stopped at the first step past the limit
+
+
+def test_nan_actions_reach_the_simulator_as_a_valid_action():
+    """A diverged policy's NaN actions must not crash the simulator before the trainer reports them
+    (Gymnasium's Box2D asserts on NaN); they are sent as the action space's lower bound."""
+    env = PopulationEnv("BipedalWalker-v3", 1, 2, seed=0, backend="gymnasium")
+    env.reset()
+    nan = torch.full((1, 2, 4), float("nan"))
+    assert (env._to_env_actions(nan) == np.float32(-1.0)).all()
+    for _ in range(3):
+        obs, r, *_ = env.step(nan)
+    assert torch.isfinite(obs).all() and np.isfinite(r).all()
     env.close()

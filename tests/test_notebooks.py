@@ -1,4 +1,4 @@
-"""notebooks/train.ipynb and notebooks/explore.ipynb: clean, parameterized, and run through Papermill."""
+"""notebooks/train.ipynb, explore.ipynb and watch.ipynb: clean, parameterized, and run through Papermill."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ REQUIRED = [
 OPTIONAL = ["val_episodes", "max_episode_steps", "backend", "compile_loss"]
 
 
-@pytest.mark.parametrize("name", ["train", "explore"])
+@pytest.mark.parametrize("name", ["train", "explore", "watch"])
 def test_committed_notebook_is_clean(root: Path, name: str) -> None:
     nb = nbformat.read(root / "notebooks" / f"{name}.ipynb", as_version=4)
     nbformat.validate(nb)
@@ -129,6 +129,15 @@ def test_each_strategy_writes_valid_results(papermill, tmp_path: Path, strategy:
         if "image/png" in o.get("data", {})
     ]
     assert len(images) >= 1
+    # and ends with the selected agent playing an episode (an inline HTML5 video), without warnings
+    (watch_cell,) = [c for c in executed.cells if c.cell_type == "code" and "watch(" in c.source]
+    assert _video_shown(watch_cell)
+
+
+def _video_shown(cell) -> bool:
+    """The cell shows an embedded video and writes nothing to stderr (no warnings)."""
+    assert not [o for o in cell.outputs if o.get("name") == "stderr"], cell.outputs
+    return any("<video" in o.get("data", {}).get("text/html", "") for o in cell.outputs)
 
 
 BAD_INPUT = [
@@ -190,3 +199,40 @@ def test_explore_notebook_runs(papermill, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     assert is_complete_run(tmp_path / "explore" / "CartPole-v1" / "collaborative_3" / "seed0")
     assert is_complete_run(tmp_path / "explore" / "CartPole-v1" / "independent" / "seed0")
+    executed = nbformat.read(tmp_path / "explore.out.ipynb", as_version=4)
+    assert _video_shown(executed.cells[-1])  # the agent picked at the end plays
+
+
+def test_watch_parameters_are_typed_and_commented(root: Path) -> None:
+    params = papermill.inspect_notebook(str(root / "notebooks" / "watch.ipynb"))
+    assert list(params) == ["run_dir", "agent", "episodes"]
+    for name, p in params.items():
+        assert p["help"], f"parameter {name} has no comment"
+        assert p["inferred_type_name"] != "None", f"parameter {name} has no type"
+    assert params["agent"]["default"] == '"selected"' and params["episodes"]["default"] == "1"
+    default = root / "notebooks" / json.loads(params["run_dir"]["default"])
+    assert (default / "selected.safetensors").is_file()  # the committed example run has its agents
+
+
+def test_watch_notebook_shows_an_agent(papermill, tmp_path: Path) -> None:
+    from collab import ExperimentConfig, run_experiment
+
+    run = tmp_path / "run"
+    cfg = {k: v for k, v in TINY.items() if k != "max_episode_steps"}
+    run_experiment(ExperimentConfig(**cfg, max_episode_steps=20, out_dir=str(run)), progress=False)
+    r = papermill("watch", {"run_dir": str(run), "agent": "1", "episodes": 2})
+    assert r.returncode == 0, r.stderr[-3000:]
+    executed = nbformat.read(tmp_path / "watch.out.ipynb", as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    assert "agent=1, agent_index=1" in "".join(o.get("text", "") for o in code[-2].outputs)
+    assert _video_shown(code[-1])
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        [
+            "config.json",
+            "curves.csv",
+            "final.csv",
+            "sharing.csv",
+            "selected.safetensors",
+            "population.safetensors",
+        ]
+    )  # watching writes nothing into the run folder

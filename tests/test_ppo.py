@@ -1,4 +1,4 @@
-"""PPO core: GAE by hand, batched == per-agent, equivalence with a CleanRL-style reference, Adam."""
+"""PPO core: GAE by hand, batched == per-agent, a CleanRL-style reference, Adam, non-finite checks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ import torch
 from torch import nn
 
 from collab.config import PPOConfig
-from collab.envs import EnvSpec, PopulationEnv, derive_seed
-from collab.ppo import BatchedAdam, PopulationPPO, RunningMeanStd, cpp_compiler, gae
+from collab.envs import EnvSpec, EpisodeLimitError, PopulationEnv, derive_seed
+from collab.ppo import (
+    BatchedAdam,
+    NonFiniteError,
+    PopulationPPO,
+    RunningMeanStd,
+    cpp_compiler,
+    evaluate,
+    gae,
+)
 
 G, L = 0.9, 0.8
 
@@ -304,3 +312,85 @@ def test_compiled_loss_matches_eager(env_id):
     assert (pops[0][1].flat - initial).abs().max() > 1e-3  # the updates moved the parameters
     for env, _ in pops:
         env.close()
+
+
+def test_update_that_makes_parameters_non_finite_names_the_agent():
+    """One isfinite over all parameters per update; on failure, the agents and what went non-finite."""
+    spec = SPECS["continuous"]
+    pop = PopulationPPO(spec, PPOConfig(num_envs=2, num_steps=16, hidden=8), [1, 2, 3])
+    obs, act, logp, adv, ret, valid = _random_rollout(spec, 3)
+    adv[:, 2] = float("nan")
+    with pytest.raises(NonFiniteError) as info:
+        pop.update(obs, act, logp, adv, ret, valid)
+    err = info.value
+    assert err.source == "training" and err.agents == [2]
+    assert err.what == ["advantages/returns", "loss", "gradient norm", "parameters"]
+    assert torch.isfinite(pop.flat[:2]).all()  # the others are untouched by agent 2's NaN
+    assert (
+        "training diverged" in str(err) and "for agent 2." in str(err) and "learning_rate=0.0005" in str(err)
+    )
+
+
+def test_rollout_with_a_diverged_policy_names_that_agent():
+    """Agent 1's parameters are huge but finite: its actions overflow to NaN during the rollout; the
+    simulator stays valid and the rollout check blames agent 1's policy, not the environment."""
+    cfg = PPOConfig(num_envs=2, num_steps=32, num_minibatches=2, update_epochs=1)
+    env = PopulationEnv("Pendulum-v1", 2, cfg.num_envs, seed=3)
+    pop = PopulationPPO(env.spec, cfg, [1, 2])
+    with torch.no_grad():
+        pop.flat[1] = 3e38
+    with pytest.raises(NonFiniteError) as info:
+        pop.collect_and_update(env, np.full(2, 10**6))
+    env.close()
+    assert info.value.source == "training" and info.value.agents == [1]
+    assert info.value.what[0].startswith("policy actions")
+
+
+class _FakeEnv:
+    """Quacks like a PopulationEnv; its episodes never end, and it can return NaN where asked."""
+
+    def __init__(
+        self, spec: EnvSpec, n: int, m: int, nan_obs: tuple | None = None, nan_rew: tuple | None = None
+    ):
+        self.spec, self.n, self.m, self.max_decisions = spec, n, m, 7
+        self.nan_obs, self.nan_rew, self.calls = nan_obs, nan_rew, 0
+
+    def reset(self) -> torch.Tensor:
+        return torch.zeros(self.n, self.m, *self.spec.obs_shape)
+
+    def action_mask(self) -> None:
+        return None
+
+    def step(self, action: torch.Tensor) -> tuple:
+        self.calls += 1
+        obs, r = self.reset(), np.zeros((self.n, self.m), dtype=np.float32)
+        if self.nan_obs is not None and self.calls >= 3:
+            obs[self.nan_obs] = float("nan")
+        if self.nan_rew is not None and self.calls >= 3:
+            r[self.nan_rew] = np.nan
+        no = np.zeros((self.n, self.m), dtype=bool)
+        return obs, r, no, no, np.zeros((self.n, self.m))
+
+
+def test_evaluate_is_bounded_by_the_time_limit():
+    spec = SPECS["continuous"]
+    env = _FakeEnv(spec, 2, 2)
+    with pytest.raises(EpisodeLimitError, match="did not end within 7 steps"):
+        evaluate(PopulationPPO(spec, PPOConfig(hidden=8), [1, 2]), env)
+    assert env.calls == 7
+
+
+def test_evaluate_reports_non_finite_values_and_who_produced_them():
+    spec = SPECS["continuous"]
+    agents = PopulationPPO(spec, PPOConfig(hidden=8), [1, 2, 3])
+    with pytest.raises(NonFiniteError) as info:
+        evaluate(agents, _FakeEnv(spec, 3, 2, nan_obs=(1, 0)))
+    assert (info.value.source, info.value.agents, info.value.what) == ("environment", [1], ["observations"])
+    with pytest.raises(NonFiniteError) as info:
+        evaluate(agents, _FakeEnv(spec, 3, 2, nan_rew=(2, 1)))
+    assert (info.value.source, info.value.agents, info.value.what) == ("environment", [2], ["rewards"])
+    with torch.no_grad():
+        agents.flat[0] = float("inf")
+    with pytest.raises(NonFiniteError) as info:
+        evaluate(agents, _FakeEnv(spec, 3, 2))
+    assert (info.value.source, info.value.agents, info.value.what) == ("training", [0], ["policy actions"])

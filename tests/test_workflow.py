@@ -56,6 +56,8 @@ def test_dry_run_lists_the_grid(tmp_path: Path, profile: str) -> None:
     counts = job_counts(out)
     assert counts["train"] == len(PAPER_ENVS) * len(SETUPS) * n_seeds
     assert counts["aggregate"] == 1 and counts["analysis"] == 2
+    # smoke also records the selected agent of each environment's first run (agent_gifs: true)
+    assert counts.get("agent_gif", 0) == (len(PAPER_ENVS) if profile == "smoke" else 0)
     runs = set(re.findall(rf"data/{profile}/runs/([\w.-]+)/(\w+)/seed(\d+)/config\.json", out))
     expected = {(e, s, str(k)) for e in PAPER_ENVS for s in SETUPS for k in range(n_seeds)}
     assert runs == expected
@@ -109,6 +111,11 @@ BAD_CONFIGS = [
     (lambda c: c.update(seeds=[]), WorkflowConfigError, "seeds=[]"),
     (lambda c: c.pop("envs"), WorkflowConfigError, "envs=None"),
     (lambda c: c.update(colour="red"), WorkflowConfigError, "config keys=['colour']"),
+    (
+        lambda c: c.update(agent_gifs="yes"),
+        WorkflowConfigError,
+        "agent_gifs='yes' is not allowed: true or false",
+    ),
 ]
 
 
@@ -120,6 +127,21 @@ def test_bad_workflow_config_is_rejected(change, error, message: str) -> None:
         load_grid(config, source="my.yaml")
     assert str(info.value).startswith("my.yaml: ")
     assert "is not allowed" in str(info.value)
+
+
+def test_a_budget_key_the_train_notebook_lacks_is_refused() -> None:
+    """A budget key reaches a run only through a train.ipynb parameter: one it has none for is refused
+    instead of being ignored."""
+    from grid import BUDGET_KEYS, train_parameters
+
+    assert {"episodes_per_agent", "c", "lam", "numerics"} <= train_parameters()
+    for key in sorted(set(BUDGET_KEYS) - train_parameters()):
+        config = _base_config()
+        config["defaults"][key] = 1
+        with pytest.raises(
+            WorkflowConfigError, match=rf"defaults\.{key}=1 is not allowed: unset: train\.ipynb"
+        ):
+            load_grid(config, source="my.yaml")
 
 
 def test_bad_config_stops_snakemake_before_any_job(tmp_path: Path) -> None:

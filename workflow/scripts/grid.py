@@ -7,9 +7,12 @@ job starts, with one message naming the config key, the bad value and what is al
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from collab.config import ConfigError, ExperimentConfig
@@ -26,10 +29,16 @@ BUDGET_KEYS = (
     "lam",
     "backend",
     "compile_loss",
+    "numerics",
+    "reeval_episodes",
 )
+#: The notebook every cell runs; a budget key it has no parameter for is refused (it would be ignored).
+TRAIN_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train.ipynb"
 #: ... and the cluster resources of its jobs (ignored by local runs).
 RESOURCE_KEYS = ("runtime_min", "mem_mb")
-TOP_KEYS = ("profile", "seeds", "setups", "defaults", "envs")
+#: ``agent_gifs: true``: after the grid, a GIF per environment of its first run's selected agent
+#: (``figures/<profile>/agents/<env>.gif``).
+TOP_KEYS = ("profile", "seeds", "setups", "defaults", "envs", "agent_gifs")
 PAPER_SETUPS = (
     ("independent", 8),
     ("sequential", 8),
@@ -79,12 +88,21 @@ class Grid:
     setups: dict[str, tuple[str, int]]  # setup name -> (strategy, n_agents)
     envs: list[str]
     cells: list[Cell] = field(default_factory=list)
+    agent_gifs: bool = False
 
     def cell(self, env_id: str, setup: str, seed: int | str) -> Cell:
         for c in self.cells:
             if c.env_id == env_id and c.setup == setup and c.seed == int(seed):
                 return c
         raise KeyError((env_id, setup, seed))
+
+
+@functools.cache
+def train_parameters() -> frozenset[str]:
+    """The names the train notebook's ``parameters`` cell assigns."""
+    nb = json.loads(TRAIN_NOTEBOOK.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    return frozenset(re.findall(r"^(\w+)\s*(?::[^=]*)?=", "".join(cell["source"]), re.M))
 
 
 def _bad(where: str, value: Any, allowed: str) -> WorkflowConfigError:
@@ -157,8 +175,14 @@ def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
         for key in RESOURCE_KEYS:
             if key in mapping and not (_is_int(mapping[key]) and mapping[key] >= 1):
                 raise _bad(f"{where}.{key}", mapping[key], "an integer >= 1")
+        for key in sorted(set(mapping) & set(BUDGET_KEYS) - train_parameters()):
+            raise _bad(f"{where}.{key}", mapping[key], f"unset: {TRAIN_NOTEBOOK.name} has no parameter {key}")
 
-    grid = Grid(profile=profile, seeds=list(seeds), setups=setups, envs=list(envs))
+    agent_gifs = config.get("agent_gifs", False)
+    if not isinstance(agent_gifs, bool):
+        raise _bad("agent_gifs", agent_gifs, "true or false")
+
+    grid = Grid(profile=profile, seeds=list(seeds), setups=setups, envs=list(envs), agent_gifs=agent_gifs)
     for env_id, overrides in envs.items():
         merged = {**defaults, **(overrides or {})}
         params = {k: merged[k] for k in BUDGET_KEYS if k in merged}
