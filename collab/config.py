@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,17 @@ from typing import Any
 
 from collab.paper import ENVS as PAPER_ENVS  # noqa: F401  (the paper's environments)
 
-STRATEGIES = ("independent", "sequential", "collaborative")
+STRATEGIES = ("independent", "sequential", "collaborative", "pbt")
 RULES = ("literal", "sign_robust")
 SOURCE_CHOICES = ("best", "random")
 STATS_AFTER_COPY = ("keep", "reset", "inherit")
 REWARD_ESTIMATES = ("cumulative", "last_round")
 BACKENDS = ("auto", "envpool", "gymnasium")
 NUMERICS = ("native", "portable")
+#: Setup names are folder names: letters, digits, '_', '.', '-', not starting with '.'.
+SETUP_NAME = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+#: Fields earlier versions wrote into config.json, with the only value this version can reproduce.
+RETIRED_FIELDS = {"compile_loss": False}
 
 
 class ConfigError(ValueError):
@@ -191,6 +196,8 @@ def ppo_config_for(env_id: str, overrides: Mapping[str, Any] | None = None) -> P
     cannot use raises ConfigError.
     """
     cfg = ENV_PPO.get(env_id, PPOConfig())
+    if overrides is not None and not isinstance(overrides, Mapping):
+        _fail("ppo", overrides, "a mapping of PPOConfig field -> value, e.g. {'ent_coef': 0.01}")
     if not overrides:
         return cfg
     check_ppo_fields(overrides)
@@ -238,7 +245,8 @@ class ExperimentConfig:
     env_id: str = "Acrobot-v1"
     """Gymnasium environment id (paper's six or any Box/Discrete environment)."""
     strategy: str = "collaborative"
-    """independent | sequential | collaborative (paper section 4.2)."""
+    """independent | sequential | collaborative (paper section 4.2) | pbt (Population Based
+    Training, a baseline: :mod:`collab.pbt`)."""
     n_agents: int = 2
     """Population size n (sequential: the budget multiplier, one agent trains n*k episodes)."""
     seed: int = 0
@@ -267,6 +275,14 @@ class ExperimentConfig:
     """Receiver's UCB statistics after a copy: keep | reset | inherit (source's)."""
     reward_estimate: str = "cumulative"
     """R_hat: cumulative (mean of all training returns so far) | last_round."""
+    pbt_quantile: float = 0.25
+    """pbt: the bottom and top fractions of the population by the round's mean training return;
+    each bottom agent copies a random top agent. In (0, 0.5]."""
+    pbt_perturb: bool = True
+    """pbt: after a copy, multiply the copier's learning rate and entropy coefficient by 0.8 or 1.2."""
+    setup: str | None = None
+    """Name of the setup (Table 1 column, run folder) this run belongs to; None: derived from
+    ``strategy`` and ``n_agents`` (``independent``, ``collaborative_4``, ...)."""
     max_episode_steps: int | None = None
     """Episode time limit in frames (None: the environment's registered one; small values make smoke
     runs cheap). Required for an environment that registers none (e.g. CliffWalking-v1): ConfigError."""
@@ -280,24 +296,22 @@ class ExperimentConfig:
     env_threads: int = 1
     """envpool worker threads stepping the environments (results do not depend on it; more helps
     environments that are slow to step, such as CarRacing, where cores are free)."""
-    compile_loss: bool = False
-    """Run the PPO update's loss through ``torch.compile``: 1.0-1.2x faster on the MLP
-    environments, results that differ from the default's in the last bits, seconds of compiling at
-    the start, and (on CPU) a C++ compiler. Off by default: the committed results are eager."""
     numerics: str = "native"
     """native (PyTorch picks its kernels per CPU: fastest, bit-identical on the same machine) |
     portable (pinned kernels: bit-identical on any x86-64 CPU with AVX2; one mode per process).
     See :mod:`collab.numerics`."""
     out_dir: str = "runs/example"
     """Folder for curves.csv, final.csv, sharing.csv and config.json."""
-    ppo: PPOConfig | None = field(default=None)
-    """PPO settings; None takes the per-environment defaults (collab.config.ENV_PPO)."""
+    ppo: PPOConfig | Mapping[str, Any] | None = field(default=None)
+    """PPO settings; None takes the per-environment defaults (collab.config.ENV_PPO), a mapping
+    overrides some of them (e.g. ``{"ent_coef": 0.01}``)."""
 
     def resolved(self) -> ExperimentConfig:
-        """A copy with ``ppo`` filled in from the per-environment table."""
-        if self.ppo is not None:
+        """A copy with ``ppo`` filled in from the per-environment table (a mapping of overrides is
+        applied to it; a bad key or value raises ConfigError)."""
+        if isinstance(self.ppo, PPOConfig):
             return self
-        return dataclasses.replace(self, ppo=ppo_config_for(self.env_id))
+        return dataclasses.replace(self, ppo=ppo_config_for(self.env_id, self.ppo))
 
     def validate(self, check_env: bool = True, check_out_dir: bool = True) -> ExperimentConfig:
         """Check every field; raise ConfigError naming the first bad one. Returns ``self.resolved()``."""
@@ -326,18 +340,21 @@ class ExperimentConfig:
                 _fail(name, v, "an integer >= 1")
         if not (self.device == "cpu" or str(self.device).startswith("cuda")):
             _fail("device", self.device, "'cpu' or 'cuda[:N]'")
-        if not isinstance(self.compile_loss, bool):
-            _fail("compile_loss", self.compile_loss, "True or False")
-        if self.compile_loss and self.device == "cpu":
-            from collab.ppo import cpp_compiler
-
-            if cpp_compiler() is None:
-                _fail(
-                    "compile_loss",
-                    True,
-                    "False on a machine without a working C++ compiler (torch.compile builds its CPU "
-                    "kernels with g++, or $CXX); install one or leave compile_loss off",
-                )
+        q = self.pbt_quantile
+        if not isinstance(q, (int, float)) or isinstance(q, bool) or not 0 < q <= 0.5:
+            _fail("pbt_quantile", q, "a number in (0, 0.5]")
+        if not isinstance(self.pbt_perturb, bool):
+            _fail("pbt_perturb", self.pbt_perturb, "True or False")
+        if self.strategy == "pbt" and self.n_agents < 2:
+            _fail("n_agents", self.n_agents, "an integer >= 2 with strategy='pbt'")
+        if self.setup is not None and not (
+            isinstance(self.setup, str) and re.fullmatch(SETUP_NAME, self.setup)
+        ):
+            _fail(
+                "setup",
+                self.setup,
+                "None or a name of letters, digits, '_', '.', '-' (not starting with '.')",
+            )
         if check_env:
             from collab.envs import check_env_id
 
@@ -361,8 +378,18 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ConfigError."""
+        """Inverse of :meth:`to_dict`; unknown keys raise ConfigError.
+
+        Retired fields (:data:`RETIRED_FIELDS`) are dropped when they hold the value this version
+        reproduces (older runs' config.json files load), and refused otherwise.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
+        d = dict(d)
+        for key, value in RETIRED_FIELDS.items():
+            if key in d:
+                if d[key] != value:
+                    _fail(key, d[key], f"{value!r}: this version of collab no longer offers {key}")
+                del d[key]
         unknown = sorted(set(d) - names)
         if unknown:
             _fail("config keys", unknown, f"names among {sorted(names)}")

@@ -237,7 +237,7 @@ def _run_keys(cfg: ExperimentConfig) -> dict[str, Any]:
         "strategy": cfg.strategy,
         "n_agents": cfg.n_agents,
         "seed": cfg.seed,
-        "setup": setup_name(cfg.strategy, cfg.n_agents),
+        "setup": getattr(cfg, "setup", None) or setup_name(cfg.strategy, cfg.n_agents),
     }
 
 

@@ -25,7 +25,7 @@ import dataclasses
 import platform
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,10 +37,11 @@ from collab import numerics
 from collab.checkpoints import run_checkpoints
 from collab.config import ExperimentConfig
 from collab.envs import PopulationEnv, derive_seed
+from collab.pbt import pbt_sources, perturb
 from collab.policy import reevaluate
 from collab.ppo import NonFiniteError, PopulationPPO, evaluate
 from collab.results import frame, setup_name, write_run
-from collab.sharing import UCBSharer
+from collab.sharing import ShareEvent, UCBSharer
 
 
 @dataclass
@@ -96,6 +97,41 @@ def _located(
         raise
 
 
+class _PBT:
+    """Population Based Training's per-agent hyperparameters and its round-end step (:mod:`collab.pbt`)."""
+
+    def __init__(self, cfg: ExperimentConfig, n: int, lr: float, ent_coef: float) -> None:
+        self.cfg = cfg
+        self.lr = np.full(n, lr)
+        self.ent_coef = np.full(n, ent_coef)
+        self.rng = np.random.default_rng(derive_seed(cfg.seed, "pbt"))
+        self.log: list[ShareEvent] = []
+
+    def hyperparameters(self) -> list[dict[str, float]]:
+        """Each agent's learning rate and entropy coefficient (curves.csv columns ``lr``, ``ent_coef``)."""
+        return [{"lr": float(a), "ent_coef": float(b)} for a, b in zip(self.lr, self.ent_coef, strict=True)]
+
+    def round(self, agents: PopulationPPO, rnd: int, episode: int, returns: list[list[float]]) -> np.ndarray:
+        """Exploit (bottom quantile copies a random top agent: weights and hyperparameters), then
+        explore (perturb the copiers' hyperparameters); logs every copy. Returns the sources."""
+        scores = np.array([np.mean(r) if r else np.nan for r in returns])
+        src = pbt_sources(scores, self.cfg.pbt_quantile, self.rng)
+        targets = np.flatnonzero(src != np.arange(len(src)))
+        if targets.size == 0:
+            return src
+        agents.copy_agents(src)
+        self.lr, self.ent_coef = self.lr[src], self.ent_coef[src]
+        if self.cfg.pbt_perturb:
+            self.lr = perturb(self.lr, targets, self.rng)
+            self.ent_coef = perturb(self.ent_coef, targets, self.rng)
+        agents.lr = torch.as_tensor(self.lr, dtype=torch.float32)
+        agents.ent_coef = torch.as_tensor(self.ent_coef, dtype=torch.float32)
+        for j in targets:
+            i = int(src[j])
+            self.log.append(ShareEvent(rnd, episode, i, int(j), np.nan, np.nan, scores[i], scores[j]))
+        return src
+
+
 def _rollout_bound(left: np.ndarray, env: PopulationEnv, num_steps: int) -> int:
     """Most rollouts a round can take: each environment of a learning agent ends (and counts) an
     episode at least every ``max_decisions + 1`` steps, so a round is never open-ended."""
@@ -117,174 +153,230 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     the episode counts and what went non-finite; nothing is written then.
     """
     cfg = cfg.validate(check_out_dir=write)
-    assert cfg.ppo is not None
-    ppo_cfg = cfg.ppo
     numerics.apply(cfg.numerics)
     torch.set_num_threads(cfg.torch_threads)
-    sequential = cfg.strategy == "sequential"
-    n = 1 if sequential else cfg.n_agents
-    budget = cfg.episodes_per_agent * (cfg.n_agents if sequential else 1)
-    keys = {
-        "env_id": cfg.env_id,
-        "strategy": cfg.strategy,
-        "n_agents": cfg.n_agents,
-        "seed": cfg.seed,
-        "setup": setup_name(cfg.strategy, cfg.n_agents),
-    }
-    env_kw = {
-        "backend": cfg.backend,
-        "max_episode_steps": cfg.max_episode_steps,
-        "num_threads": cfg.env_threads,
-    }
-    env = PopulationEnv.for_ppo(cfg.env_id, n, ppo_cfg, cfg.seed, purpose="train", **env_kw)
-    if cfg.compile_loss:  # compile afresh, as a new process would: no graph of an earlier experiment
-        torch._dynamo.reset()
-    seeds = [derive_seed(cfg.seed, "agent", a) for a in range(n)]
-    agents = PopulationPPO(env.spec, ppo_cfg, seeds, cfg.device, compile_loss=cfg.compile_loss)
-    sharer = UCBSharer(
-        n,
-        cfg.c,
-        cfg.lam,
-        cfg.rule,
-        cfg.source_choice,
-        cfg.stats_after_copy,
-        cfg.reward_estimate,
-        seed=derive_seed(cfg.seed, "sharing"),
-    )
-    curves: list[dict] = []
-    episodes = np.zeros(n, dtype=np.int64)
-    env_steps = np.zeros(n, dtype=np.int64)
-    best = (-np.inf, -1, -1)  # (val_return, agent, round)
-    best_snap = None
-    t0 = time.perf_counter()
-    bar = tqdm(
-        total=budget * n,
-        desc=f"{cfg.env_id} {keys['setup']} seed {cfg.seed}",
-        disable=not progress,
-        unit="ep",
-    )
-    rnd = 0
-    while episodes.min() < budget:
-        rnd += 1
-        # rounds end at cumulative targets V, 2V, ... (capped at the budget): an agent that
-        # overshot its last round's quota needs that many fewer episodes in this one
-        left = np.maximum(min(rnd * cfg.validate_every, budget) - episodes, 0)
-        round_returns: list[list[float]] = [[] for _ in range(n)]
-        max_rollouts, rollouts = _rollout_bound(left, env, ppo_cfg.num_steps), 0
+    run = _Run(cfg, progress, write)
+    while run.episodes.min() < run.budget:
+        run.rnd += 1
+        round_returns = run.train_round()
+        val = run.validate()
+        src, hyper = run.share(round_returns)
+        run.record_round(round_returns, val, src, hyper)
+    run.bar.close()
+    run.env.close()
+    return run.finish(val, src)
+
+
+class _Run:
+    """The state of one experiment while it trains (see :func:`run_experiment`)."""
+
+    def __init__(self, cfg: ExperimentConfig, progress: bool, write: bool) -> None:
+        assert cfg.ppo is not None
+        self.cfg, self.ppo_cfg, self.write = cfg, cfg.ppo, write
+        sequential = cfg.strategy == "sequential"
+        self.n = n = 1 if sequential else cfg.n_agents
+        self.budget = cfg.episodes_per_agent * (cfg.n_agents if sequential else 1)
+        self.keys = {
+            "env_id": cfg.env_id,
+            "strategy": cfg.strategy,
+            "n_agents": cfg.n_agents,
+            "seed": cfg.seed,
+            "setup": cfg.setup or setup_name(cfg.strategy, cfg.n_agents),
+        }
+        self.env_kw = {
+            "backend": cfg.backend,
+            "max_episode_steps": cfg.max_episode_steps,
+            "num_threads": cfg.env_threads,
+        }
+        self.env = PopulationEnv.for_ppo(
+            cfg.env_id, n, self.ppo_cfg, cfg.seed, purpose="train", **self.env_kw
+        )
+        seeds = [derive_seed(cfg.seed, "agent", a) for a in range(n)]
+        self.agents = PopulationPPO(self.env.spec, self.ppo_cfg, seeds, cfg.device)
+        self.sharer = UCBSharer(
+            n,
+            cfg.c,
+            cfg.lam,
+            cfg.rule,
+            cfg.source_choice,
+            cfg.stats_after_copy,
+            cfg.reward_estimate,
+            seed=derive_seed(cfg.seed, "sharing"),
+        )
+        self.pbt = (
+            _PBT(cfg, n, self.ppo_cfg.learning_rate, self.ppo_cfg.ent_coef) if cfg.strategy == "pbt" else None
+        )
+        self.curves: list[dict] = []
+        self.episodes = np.zeros(n, dtype=np.int64)
+        self.env_steps = np.zeros(n, dtype=np.int64)
+        self.best: tuple[float, int, int] = (-np.inf, -1, -1)  # (val_return, agent, round)
+        self.best_snap: dict[str, torch.Tensor] | None = None
+        self.rnd = 0
+        self.t0 = time.perf_counter()
+        self.bar = tqdm(
+            total=self.budget * n,
+            desc=f"{cfg.env_id} {self.keys['setup']} seed {cfg.seed}",
+            disable=not progress,
+            unit="ep",
+        )
+
+    def located(self, phase: str, envs: tuple[PopulationEnv, ...]) -> AbstractContextManager[None]:
+        return _located(self.cfg, phase, self.rnd, self.episodes, self.write, envs)
+
+    def train_round(self) -> list[list[float]]:
+        """Train until every agent has its round's episodes; the training returns of the round.
+
+        Rounds end at cumulative targets V, 2V, ... (capped at the budget): an agent that overshot
+        its last round's quota needs that many fewer episodes in this one."""
+        cfg, env, agents = self.cfg, self.env, self.agents
+        left = np.maximum(min(self.rnd * cfg.validate_every, self.budget) - self.episodes, 0)
+        round_returns: list[list[float]] = [[] for _ in range(self.n)]
+        max_rollouts, rollouts = _rollout_bound(left, env, self.ppo_cfg.num_steps), 0
+        base_lr = self.pbt.lr if self.pbt else np.full(self.n, self.ppo_cfg.learning_rate)
         while left.max() > 0:
             rollouts += 1
             if rollouts > max_rollouts:  # cannot happen while episodes end within their time limit
                 env.close()
                 raise RuntimeError(
-                    f"round {rnd} of {cfg.env_id}: agents still need {left.tolist()} episodes after "
+                    f"round {self.rnd} of {cfg.env_id}: agents still need {left.tolist()} episodes after "
                     f"{max_rollouts} rollouts, more than episodes of at most {env.max_episode_steps} "
                     "steps allow (a bug in collab)"
                 )
-            if ppo_cfg.anneal_lr:
-                frac = np.clip(1.0 - episodes / budget, 0.0, 1.0)
-                agents.lr = torch.as_tensor(ppo_cfg.learning_rate * frac, dtype=torch.float32)
-            with _located(cfg, "training", rnd, episodes, write, (env,)):
+            if self.ppo_cfg.anneal_lr:
+                frac = np.clip(1.0 - self.episodes / self.budget, 0.0, 1.0)
+                agents.lr = torch.as_tensor(base_lr * frac, dtype=torch.float32)
+            with self.located("training", (env,)):
                 stats = agents.collect_and_update(env, left)
             got = np.array([len(r) for r in stats.episode_returns])
-            for a in range(n):
+            for a in range(self.n):
                 round_returns[a].extend(stats.episode_returns[a])
-            env_steps += stats.steps
-            episodes += got
+            self.env_steps += stats.steps
+            self.episodes += got
             left = np.maximum(left - got, 0)
-            bar.update(int(got.sum()))
+            self.bar.update(int(got.sum()))
+        return round_returns
+
+    def validate(self) -> np.ndarray:
+        """Every agent's mean validation return; keeps the best checkpoint of the run so far."""
+        cfg = self.cfg
         val_env = PopulationEnv.for_ppo(
-            cfg.env_id, n, ppo_cfg, cfg.seed, cfg.val_episodes, purpose="val", shared_seeds=True, **env_kw
-        )
-        with _located(cfg, "validation", rnd, episodes, write, (val_env, env)):
-            val = evaluate(agents, val_env).mean(axis=1)
+            cfg.env_id, self.n, self.ppo_cfg, cfg.seed, cfg.val_episodes, purpose="val", shared_seeds=True,
+            **self.env_kw,
+        )  # fmt: skip
+        with self.located("validation", (val_env, self.env)):
+            val = evaluate(self.agents, val_env).mean(axis=1)
         val_env.close()
-        for a in range(n):
-            if val[a] > best[0]:
-                best = (float(val[a]), a, rnd)
-                best_snap = agents.snapshot(a)
+        for a in range(self.n):
+            if val[a] > self.best[0]:
+                self.best = (float(val[a]), a, self.rnd)
+                self.best_snap = self.agents.snapshot(a)
+        return val
+
+    def share(self, round_returns: list[list[float]]) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """The round's copies (UCB sharing or PBT): each agent's source, and the hyperparameters the
+        round trained with (PBT only)."""
+        n = self.n
         src = np.arange(n)
-        if cfg.strategy == "collaborative":
-            sharer.record_round(round_returns)
-            src = sharer.decide(int(episodes.min()))
+        hyper = self.pbt.hyperparameters() if self.pbt else [{}] * n
+        if self.pbt:
+            src = self.pbt.round(self.agents, self.rnd, int(self.episodes.min()), round_returns)
+        if self.cfg.strategy == "collaborative":
+            self.sharer.record_round(round_returns)
+            src = self.sharer.decide(int(self.episodes.min()))
             if (src != np.arange(n)).any():
-                agents.copy_agents(src)
-        wall = time.perf_counter() - t0
-        for a in range(n):
-            curves.append(
+                self.agents.copy_agents(src)
+        return src, hyper
+
+    def record_round(
+        self, round_returns: list[list[float]], val: np.ndarray, src: np.ndarray, hyper: list[dict]
+    ) -> None:
+        """One curves.csv row per agent for this round."""
+        wall = time.perf_counter() - self.t0
+        for a in range(self.n):
+            self.curves.append(
                 {
-                    **keys,
+                    **self.keys,
                     "agent": a,
-                    "round": rnd,
-                    "episode": int(episodes[a]),
-                    "total_episodes": int(episodes.sum()),
-                    "env_steps": int(env_steps[a]),
+                    "round": self.rnd,
+                    "episode": int(self.episodes[a]),
+                    "total_episodes": int(self.episodes.sum()),
+                    "env_steps": int(self.env_steps[a]),
                     "wall_time_s": round(wall, 3),
                     "train_return": float(np.mean(round_returns[a])) if round_returns[a] else np.nan,
                     "val_return": float(val[a]),
                     "copied_from": int(src[a]) if src[a] != a else -1,
+                    **hyper[a],
                 }
             )
-        bar.set_postfix(best_val=f"{best[0]:.1f}")
-    bar.close()
-    env.close()
+        self.bar.set_postfix(best_val=f"{self.best[0]:.1f}")
 
-    # final evaluation of the selected checkpoint on seeds apart from training and validation
-    assert best_snap is not None
-    chosen = PopulationPPO(env.spec, ppo_cfg, [0], "cpu")
-    chosen.load_snapshot(0, {k: v.cpu() for k, v in best_snap.items()})
-    eval_env = PopulationEnv.for_ppo(
-        cfg.env_id, 1, ppo_cfg, cfg.seed, cfg.eval_episodes, purpose="eval", shared_seeds=True, **env_kw
-    )
-    with _located(cfg, "final evaluation", rnd, episodes, write, (eval_env,)):
-        returns = evaluate(chosen, eval_env)[0]
-    eval_env.close()
-    final = [
-        {
-            **keys,
-            "selected_agent": best[1],
-            "selected_round": best[2],
-            "selected_val_return": best[0],
-            "eval_episode": i,
-            "return": float(r),
+    def final_evaluation(self) -> tuple[PopulationPPO, list[dict]]:
+        """The selected checkpoint, evaluated on seeds apart from training and validation."""
+        cfg, best = self.cfg, self.best
+        assert self.best_snap is not None
+        chosen = PopulationPPO(self.env.spec, self.ppo_cfg, [0], "cpu")
+        chosen.load_snapshot(0, {k: v.cpu() for k, v in self.best_snap.items()})
+        eval_env = PopulationEnv.for_ppo(
+            cfg.env_id, 1, self.ppo_cfg, cfg.seed, cfg.eval_episodes, purpose="eval", shared_seeds=True,
+            **self.env_kw,
+        )  # fmt: skip
+        with self.located("final evaluation", (eval_env,)):
+            returns = evaluate(chosen, eval_env)[0]
+        eval_env.close()
+        final = [
+            {
+                **self.keys,
+                "selected_agent": best[1],
+                "selected_round": best[2],
+                "selected_val_return": best[0],
+                "eval_episode": i,
+                "return": float(r),
+            }
+            for i, r in enumerate(returns)
+        ]
+        return chosen, final
+
+    def finish(self, val: np.ndarray, src: np.ndarray) -> RunResult:
+        """Final evaluation, the agents' checkpoints, optional re-evaluation, and the result files."""
+        cfg, keys, env = self.cfg, self.keys, self.env
+        chosen, final = self.final_evaluation()
+        events = self.sharer.log + (self.pbt.log if self.pbt else [])
+        sharing = [{**keys, **dataclasses.asdict(e)} for e in events]
+        # the agents: the selected checkpoint and the final population (final agent j holds the state
+        # validated as val[src[j]] in the last round); saving them draws no random numbers
+        files, saved = run_checkpoints(
+            chosen,
+            self.best,
+            self.agents,
+            self.rnd,
+            [float(val[s]) for s in src],
+            env_id=cfg.env_id,
+            time_limit=env.max_episode_steps,
+            max_episode_steps=cfg.max_episode_steps,
+            run={k: keys[k] for k in ("strategy", "n_agents", "seed", "setup")},
+        )
+        population_eval = None
+        if cfg.reeval_episodes:
+            with self.located("re-evaluation", ()):
+                population_eval = reevaluate(cfg, files, env.backend, cfg.out_dir)
+        config = {
+            **cfg.to_dict(),
+            "versions": _versions(),
+            "backend_used": env.backend,
+            "budget_unit": "episode",
+            "machine": numerics.fingerprint(),
+            "checkpoints": saved,
         }
-        for i, r in enumerate(returns)
-    ]
-    sharing = [{**keys, **dataclasses.asdict(e)} for e in sharer.log]
-    # the agents: the selected checkpoint and the final population (final agent j holds the state
-    # validated as val[src[j]] in the last round); saving them draws no random numbers
-    files, saved = run_checkpoints(
-        chosen,
-        best,
-        agents,
-        rnd,
-        [float(val[s]) for s in src],
-        env_id=cfg.env_id,
-        time_limit=env.max_episode_steps,
-        max_episode_steps=cfg.max_episode_steps,
-        run={k: keys[k] for k in ("strategy", "n_agents", "seed", "setup")},
-    )
-    population_eval = None
-    if cfg.reeval_episodes:
-        with _located(cfg, "re-evaluation", rnd, episodes, write, ()):
-            population_eval = reevaluate(cfg, files, env.backend, cfg.out_dir)
-    config = {
-        **cfg.to_dict(),
-        "versions": _versions(),
-        "backend_used": env.backend,
-        "budget_unit": "episode",
-        "machine": numerics.fingerprint(),
-        "checkpoints": saved,
-    }
-    result = RunResult(
-        frame("curves.csv", curves),
-        frame("final.csv", final),
-        frame("sharing.csv", sharing),
-        config,
-        population_eval,
-    )
-    if write:
-        extra: dict[str, bytes | pd.DataFrame] = dict(files)
-        if population_eval is not None:
-            extra["population_eval.csv"] = population_eval
-        write_run(cfg.out_dir, result.curves, result.final, result.sharing, config, extra)
-    return result
+        result = RunResult(
+            frame("curves.csv", self.curves),
+            frame("final.csv", final),
+            frame("sharing.csv", sharing),
+            config,
+            population_eval,
+        )
+        if self.write:
+            extra: dict[str, bytes | pd.DataFrame] = dict(files)
+            if population_eval is not None:
+                extra["population_eval.csv"] = population_eval
+            write_run(cfg.out_dir, result.curves, result.final, result.sharing, config, extra)
+        return result

@@ -8,6 +8,7 @@ write their figures and tables there instead of into the committed ``figures/<pr
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -53,6 +54,9 @@ def papermill_args(params: dict) -> list[str]:
     """``-p NAME VALUE`` options; ``-r`` (raw string) for strings so '1' stays a string."""
     args: list[str] = []
     for name, value in params.items():
+        if isinstance(value, dict):  # a mapping goes as YAML
+            args += ["-y", json.dumps({name: value})]
+            continue
         args += ["-r" if isinstance(value, str) else "-p", name, "None" if value is None else str(value)]
     return args
 

@@ -21,6 +21,7 @@ from collab import ConfigError, ExperimentConfig, run_experiment
 from collab.checkpoints import CheckpointError, checkpoint_bytes, load_agent, parse_checkpoint
 from collab.config import ppo_config_for
 from collab.envs import PopulationEnv, envpool_ids
+from collab.numerics import NumericsError, fingerprint
 from collab.policy import evaluate_run, load_policy, record
 from collab.ppo import PopulationPPO
 from collab.results import CHECKPOINT_FILES, OPTIONAL_SCHEMA, SCHEMA, VOLATILE_COLUMNS, read_csv_checked
@@ -394,3 +395,39 @@ def test_pixel_checkpoints_are_git_ignored_mlp_ones_committed():
         assert not ignored(f"data/reduced/runs/CarRacing-v3/{setup}/final.csv")
         for env in ("Acrobot-v1", "Pendulum-v1", "BipedalWalker-v3", "LunarLander-v3", "Taxi-v4"):
             assert not ignored(f"data/reduced/runs/{env}/{setup}/population.safetensors"), env
+
+
+@pytest.mark.skipif(
+    "avx2" not in fingerprint()["cpu_isa"], reason="portable numerics need an x86-64 CPU with AVX2"
+)
+def test_evaluate_run_of_a_portable_run_applies_its_numerics(tmp_path):
+    """A run made with numerics='portable' is re-evaluated in portable mode: exactly, in a fresh
+    process; a process that already ran PyTorch natively gets one clear error."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "portable"
+    env_id, steps = KINDS["continuous"]
+    cfg = {**BASE, "env_id": env_id, "max_episode_steps": steps, "numerics": "portable", "out_dir": str(run)}
+    code = (
+        "import json, sys\n"
+        "from collab import ExperimentConfig, run_experiment, evaluate_run\n"
+        "from collab.results import read_csv_checked\n"
+        "cfg = json.loads(sys.argv[1])\n"
+        "if sys.argv[2] == 'train':\n"
+        "    run_experiment(ExperimentConfig(**cfg), progress=False)\n"
+        "else:\n"
+        "    got = evaluate_run(cfg['out_dir'])\n"
+        "    want = read_csv_checked(cfg['out_dir'] + '/final.csv')\n"
+        "    assert got.equals(want), (got, want)\n"
+    )
+    for step in ("train", "evaluate"):  # each in a fresh process
+        proc = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", code, json.dumps(cfg), step],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    torch.ones(2).tanh()  # this process runs native kernels
+    with pytest.raises(NumericsError, match=r"numerics='portable' is not allowed in this process"):
+        evaluate_run(run)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pandas as pd
 import pytest
 
 from collab import ConfigError, ExperimentConfig, run_experiment
-from collab.ppo import cpp_compiler
 from collab.results import RUN_METADATA_KEYS, SCHEMA, VOLATILE_COLUMNS, read_csv_checked
 
 BASE = {
@@ -91,7 +89,8 @@ def test_same_config_same_csvs(tmp_path):
         ("lam", 0.9, "lam=0.9"),
         ("env_threads", 0, "env_threads=0"),
         ("torch_threads", True, "torch_threads=True"),
-        ("compile_loss", "yes", "compile_loss='yes'"),
+        ("numerics", "exact", "numerics='exact'"),
+        ("ppo", {"lr": 1e-3}, r"ppo settings=\['lr'\]"),
     ],
 )
 def test_bad_input_one_clear_error_and_nothing_written(field, value, needle, tmp_path):
@@ -101,42 +100,6 @@ def test_bad_input_one_clear_error_and_nothing_written(field, value, needle, tmp
         run_experiment(cfg, progress=False)
     assert "not allowed" in str(e.value)
     assert not out.exists()
-
-
-def test_compile_loss_without_cpp_compiler_one_clear_error(monkeypatch, tmp_path):
-    """torch.compile needs a C++ compiler on CPU: without one, the config is refused up front."""
-    import collab.ppo
-
-    monkeypatch.setattr(collab.ppo, "cpp_compiler", lambda: None)
-    out = tmp_path / "out"
-    cfg = ExperimentConfig(**{**BASE, "out_dir": str(out), "compile_loss": True})
-    with pytest.raises(ConfigError, match=r"compile_loss=True is not allowed: .*C\+\+ compiler"):
-        run_experiment(cfg, progress=False)
-    assert not out.exists()
-    ExperimentConfig(**{**BASE, "out_dir": str(out)}).validate()  # off: no compiler needed
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile needs a C++ compiler")
-def test_compile_loss_results_depend_only_on_config_and_seed(tmp_path):
-    """With ``compile_loss`` every experiment compiles afresh: the same config and seed give the same
-    CSVs even after an experiment with other shapes (another environment, other n) in the same process,
-    and the first and only graph is compiled once per experiment, cut rollouts included."""
-    from torch._dynamo.utils import counters
-
-    def run(name: str, **kw: object) -> dict[str, pd.DataFrame]:
-        out = tmp_path / name
-        counters.clear()
-        cfg = ExperimentConfig(**{**BASE, "strategy": "collaborative", "compile_loss": True, **kw})
-        run_experiment(dataclasses.replace(cfg, out_dir=str(out)), progress=False)
-        assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
-        return {f: pd.read_csv(out / f).drop(columns=VOLATILE_COLUMNS, errors="ignore") for f in SCHEMA}
-
-    first = run("a", seed=5)
-    run("other", env_id="Pendulum-v1", n_agents=2)
-    again = run("b", seed=5)
-    for f in SCHEMA:
-        pd.testing.assert_frame_equal(first[f], again[f])
 
 
 def test_unwritable_out_dir(tmp_path):
@@ -219,3 +182,10 @@ def test_ppo_config_for_overrides():
     d["ppo"] = {"lr": 1e-3}  # a typo in a config.json's ppo block: a ConfigError, not a TypeError
     with pytest.raises(ConfigError, match=r"ppo settings=\['lr'\]"):
         ExperimentConfig.from_dict(d)
+
+
+def test_old_config_json_with_retired_fields():
+    d = ExperimentConfig().to_dict()
+    assert ExperimentConfig.from_dict({**d, "compile_loss": False}) == ExperimentConfig.from_dict(d)
+    with pytest.raises(ConfigError, match=r"compile_loss=True is not allowed: False: this version"):
+        ExperimentConfig.from_dict({**d, "compile_loss": True})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -112,6 +113,31 @@ BAD_CONFIGS = [
     (lambda c: c.pop("envs"), WorkflowConfigError, "envs=None"),
     (lambda c: c.update(colour="red"), WorkflowConfigError, "config keys=['colour']"),
     (
+        lambda c: c.update(setups={"a": {"strategy": "independent", "n_agents": 2, "lamda": 1.1}}),
+        WorkflowConfigError,
+        "setups.a keys=['lamda'] is not allowed: ExperimentConfig fields among",
+    ),
+    (
+        lambda c: c.update(setups={"../up": {"strategy": "independent", "n_agents": 2}}),
+        WorkflowConfigError,
+        "setup name='../up' is not allowed",
+    ),
+    (
+        lambda c: c.update(setups={"p": {"strategy": "pbt", "n_agents": 4, "pbt_quantile": 0.7}}),
+        ConfigError,
+        "pbt_quantile=0.7 is not allowed",
+    ),
+    (
+        lambda c: c.update(setups={"p": {"strategy": "pbt", "n_agents": 1}}),
+        ConfigError,
+        "n_agents=1 is not allowed",
+    ),
+    (
+        lambda c: c["setups"].append({"strategy": "independent", "n_agents": 8}),
+        WorkflowConfigError,
+        "Table 1 column 'independent' repeats",
+    ),
+    (
         lambda c: c.update(agent_gifs="yes"),
         WorkflowConfigError,
         "agent_gifs='yes' is not allowed: true or false",
@@ -129,19 +155,16 @@ def test_bad_workflow_config_is_rejected(change, error, message: str) -> None:
     assert "is not allowed" in str(info.value)
 
 
-def test_a_budget_key_the_train_notebook_lacks_is_refused() -> None:
-    """A budget key reaches a run only through a train.ipynb parameter: one it has none for is refused
-    instead of being ignored."""
-    from grid import BUDGET_KEYS, train_parameters
+def test_a_budget_key_the_train_notebook_lacks_is_refused(monkeypatch) -> None:
+    """A budget key reaches a run only through a train.ipynb parameter: every one has its parameter,
+    and a key the notebook had none for would be refused instead of ignored."""
+    import grid
 
-    assert {"episodes_per_agent", "c", "lam", "numerics"} <= train_parameters()
-    for key in sorted(set(BUDGET_KEYS) - train_parameters()):
-        config = _base_config()
-        config["defaults"][key] = 1
-        with pytest.raises(
-            WorkflowConfigError, match=rf"defaults\.{key}=1 is not allowed: unset: train\.ipynb"
-        ):
-            load_grid(config, source="my.yaml")
+    declared = grid.train_parameters()
+    assert set(grid.BUDGET_KEYS) <= declared
+    monkeypatch.setattr(grid, "train_parameters", lambda: declared - {"lam"})
+    with pytest.raises(WorkflowConfigError, match=r"defaults\.lam=1\.0 is not allowed: unset: train\.ipynb"):
+        load_grid(_base_config(), source="my.yaml")
 
 
 def test_bad_config_stops_snakemake_before_any_job(tmp_path: Path) -> None:
@@ -277,3 +300,43 @@ def test_report_fills_generated_blocks_and_refuses_missing_files(tmp_path):
         report.fill(text + "<!-- generated:claims -->\n<!-- /generated:claims -->\n", tmp_path)
     with pytest.raises(report.ReportError, match="no <!-- generated"):
         report.fill("nothing to fill\n", tmp_path)
+
+
+def test_named_setups_two_of_one_strategy() -> None:
+    """A setup is a name plus ExperimentConfig fields: two independent setups of different sizes, a
+    selective-sharing variant and PPO overrides (passed to Papermill as YAML) live in one grid."""
+    config = _base_config()
+    config["setups"] = {
+        "independent": {"strategy": "independent", "n_agents": 8},
+        "independent_2": {"strategy": "independent", "n_agents": 2},
+        "collab8_sign_robust_1.05": {
+            "strategy": "collaborative",
+            "n_agents": 8,
+            "rule": "sign_robust",
+            "lam": 1.05,
+        },
+        "ent": {"strategy": "collaborative", "n_agents": 2, "ppo": {"ent_coef": 0.02}},
+    }
+    grid = load_grid(config, check_env=False)
+    assert list(grid.setups) == list(config["setups"])
+    cells = {c.setup: c for c in grid.cells if c.env_id == "Acrobot-v1" and c.seed == 0}
+    assert cells["independent_2"].n_agents == 2 and cells["independent_2"].params["setup"] == "independent_2"
+    assert "setup" not in cells["independent"].params  # the paper's name is the derived one
+    robust = cells["collab8_sign_robust_1.05"].params
+    assert robust["lam"] == 1.05 and robust["rule"] == "sign_robust"
+    args = cells["ent"].papermill_args("out")
+    assert "-y '{ppo: {ent_coef: 0.02}}'" in args and "-r setup ent" in args
+    order = [d["name"] for d in json.loads(grid.setups_json())]
+    assert order == list(config["setups"])
+
+
+def test_study_dry_run_lists_its_jobs(tmp_path: Path) -> None:
+    configfile = ROOT / "workflow" / "config" / "study.yaml"
+    study = yaml.safe_load(configfile.read_text())
+    r = snakemake(tmp_path, "-n", "--configfile", str(configfile))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert job_counts(out)["train"] == len(study["envs"]) * len(study["setups"]) * len(study["seeds"]) == 330
+    runs = set(re.findall(r"data/study/runs/([\w.-]+)/([\w.-]+)/seed(\d+)/config\.json", out))
+    assert {s for _, s, _ in runs} == set(study["setups"])
+    assert ("Pendulum-v1", "collab8_sign_robust_1.05", "9") in runs

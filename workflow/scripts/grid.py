@@ -7,6 +7,7 @@ job starts, with one message naming the config key, the bad value and what is al
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collab.config import ConfigError, ExperimentConfig
+import yaml
+
+from collab.config import SETUP_NAME, ConfigError, ExperimentConfig
 from collab.results import setup_name
 
 #: Keys an environment's budget may set (the train notebook's parameters) ...
@@ -28,7 +31,6 @@ BUDGET_KEYS = (
     "c",
     "lam",
     "backend",
-    "compile_loss",
     "numerics",
     "reeval_episodes",
 )
@@ -36,6 +38,9 @@ BUDGET_KEYS = (
 TRAIN_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train.ipynb"
 #: ... and the cluster resources of its jobs (ignored by local runs).
 RESOURCE_KEYS = ("runtime_min", "mem_mb")
+#: Keys a named setup may set: ExperimentConfig fields that are train-notebook parameters, except
+#: those the grid sets itself.
+SETUP_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"env_id", "seed", "out_dir", "setup"}
 #: ``agent_gifs: true``: after the grid, a GIF per environment of its first run's selected agent
 #: (``figures/<profile>/agents/<env>.gif``).
 TOP_KEYS = ("profile", "seeds", "setups", "defaults", "envs", "agent_gifs")
@@ -76,6 +81,9 @@ class Cell:
         }
         args = []
         for name, value in values.items():
+            if isinstance(value, dict):  # a mapping (ppo overrides) goes as YAML
+                args += ["-y", yaml.safe_dump({name: value}, default_flow_style=True).strip()]
+                continue
             flag = "-r" if isinstance(value, str) else "-p"
             args += [flag, name, "None" if value is None else str(value)]
         return shlex.join(args)
@@ -85,10 +93,14 @@ class Cell:
 class Grid:
     profile: str
     seeds: list[int]
-    setups: dict[str, tuple[str, int]]  # setup name -> (strategy, n_agents)
+    setups: dict[str, dict[str, Any]]  # setup name -> its ExperimentConfig fields (strategy, n_agents, ...)
     envs: list[str]
     cells: list[Cell] = field(default_factory=list)
     agent_gifs: bool = False
+
+    def setups_json(self) -> str:
+        """The setups in config order as JSON (``data/<profile>/setups.json``, read by the analysis)."""
+        return json.dumps([{"name": k, **v} for k, v in self.setups.items()], indent=1) + "\n"
 
     def cell(self, env_id: str, setup: str, seed: int | str) -> Cell:
         for c in self.cells:
@@ -103,6 +115,40 @@ def train_parameters() -> frozenset[str]:
     nb = json.loads(TRAIN_NOTEBOOK.read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     return frozenset(re.findall(r"^(\w+)\s*(?::[^=]*)?=", "".join(cell["source"]), re.M))
+
+
+def _load_setups(raw: Any) -> dict[str, dict[str, Any]]:
+    """The config's ``setups``: a mapping name -> ExperimentConfig fields (strategy and n_agents
+    required), or the short form, a list of {strategy, n_agents} named by ``setup_name``; missing:
+    the paper's five. Names are unique and safe as folder names."""
+    if raw is None:
+        raw = [{"strategy": s, "n_agents": n} for s, n in PAPER_SETUPS]
+    if isinstance(raw, list) and raw:
+        named: dict[str, Any] = {}
+        for i, s in enumerate(raw):
+            if not isinstance(s, dict) or set(s) != {"strategy", "n_agents"}:
+                raise _bad(f"setups[{i}]", s, "a mapping with exactly the keys strategy and n_agents")
+            name = setup_name(str(s["strategy"]), s["n_agents"])
+            if name in named:
+                raise _bad(f"setups[{i}]", s, f"a setup not listed before (Table 1 column {name!r} repeats)")
+            named[name] = s
+        raw = named
+    if not isinstance(raw, dict) or not raw:
+        raise _bad(
+            "setups", raw, "a non-empty mapping of name -> fields, or a list of {strategy, n_agents} mappings"
+        )
+    allowed = sorted(SETUP_KEYS & train_parameters())
+    setups: dict[str, dict[str, Any]] = {}
+    for name, fields in raw.items():
+        if not isinstance(name, str) or not re.fullmatch(SETUP_NAME, name):
+            raise _bad("setup name", name, "letters, digits, '_', '.', '-' (no leading '.'): a folder name")
+        if not isinstance(fields, dict) or not {"strategy", "n_agents"} <= set(fields):
+            raise _bad(f"setups.{name}", fields, "a mapping with at least strategy and n_agents")
+        unknown = sorted(set(fields) - set(allowed))
+        if unknown:
+            raise _bad(f"setups.{name} keys", unknown, "ExperimentConfig fields among " + ", ".join(allowed))
+        setups[name] = dict(fields)
+    return setups
 
 
 def _bad(where: str, value: Any, allowed: str) -> WorkflowConfigError:
@@ -148,19 +194,7 @@ def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
     ):
         raise _bad("seeds", seeds, "a non-empty list of distinct integers >= 0")
 
-    raw_setups = config.get("setups")
-    if raw_setups is None:
-        raw_setups = [{"strategy": s, "n_agents": n} for s, n in PAPER_SETUPS]
-    if not isinstance(raw_setups, list) or not raw_setups:
-        raise _bad("setups", raw_setups, "a non-empty list of {strategy, n_agents} mappings")
-    setups: dict[str, tuple[str, int]] = {}
-    for i, s in enumerate(raw_setups):
-        if not isinstance(s, dict) or set(s) != {"strategy", "n_agents"}:
-            raise _bad(f"setups[{i}]", s, "a mapping with exactly the keys strategy and n_agents")
-        name = setup_name(str(s["strategy"]), s["n_agents"])
-        if name in setups:
-            raise _bad(f"setups[{i}]", s, f"a setup not listed before (Table 1 column {name!r} repeats)")
-        setups[name] = (s["strategy"], s["n_agents"])
+    setups = _load_setups(config.get("setups"))
 
     defaults = config.get("defaults") or {}
     envs = config["envs"]
@@ -190,11 +224,15 @@ def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
         for k in ("episodes_per_agent", "validate_every", "val_episodes", "eval_episodes"):
             if k not in params:
                 raise _bad(f"envs.{env_id}.{k}", None, "a value here or in defaults (missing key)")
-        for n, (setup, (strategy, n_agents)) in enumerate(setups.items()):
+        for n, (setup, fields) in enumerate(setups.items()):
+            extra = {k: v for k, v in fields.items() if k not in ("strategy", "n_agents")}
+            if setup != setup_name(fields["strategy"], fields["n_agents"]):
+                extra["setup"] = setup
+            strategy, n_agents = fields["strategy"], fields["n_agents"]
             for seed in seeds:
-                cell = Cell(env_id, setup, strategy, n_agents, seed, params, resources)
+                cell = Cell(env_id, setup, strategy, n_agents, seed, {**params, **extra}, resources)
                 cfg = ExperimentConfig(
-                    env_id=env_id, strategy=strategy, n_agents=n_agents, seed=seed, **params
+                    env_id=env_id, strategy=strategy, n_agents=n_agents, seed=seed, **{**params, **extra}
                 )
                 try:
                     # The environment is checked once per environment (it builds one instance).
