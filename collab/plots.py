@@ -1,7 +1,11 @@
-"""Figures 1-3, the aggregate metrics and the share timeline, drawn from the frames of :mod:`collab.analysis`.
+"""Figures 1-3, the aggregate metrics, setup comparisons and the share timelines, drawn from the frames
+of :mod:`collab.analysis` (one run's curves and shares: :mod:`collab.run_plots`, re-exported here).
 
 Every function returns the matplotlib Figure and never calls ``plt.show``; :func:`save_figure`
 writes PNG and PDF atomically. Not-reached runs in Figure 2 are drawn explicitly, never as zero.
+Setups are drawn in the order given (``setups``; default: those in the frame, the paper's five first),
+the paper's five with their fixed colours and Table 1 labels, any other with a colour of its own
+(:func:`setup_colors`) and its name as label.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from collab.paper import ENVS, PAPER_ENV_NAMES, SETUP_LABELS, SETUPS
+from collab.analysis.setups import present_setups, setup_label
+from collab.paper import ENVS, PAPER_ENV_NAMES
+from collab.run_plots import axes_of as _axes
+from collab.run_plots import plot_learning_curves as plot_learning_curves  # re-exported
+from collab.run_plots import plot_share_timeline as plot_share_timeline  # re-exported
 
-#: One colour per setup, the same in every figure.
+#: One colour per setup of the paper, the same in every figure.
 SETUP_COLORS: dict[str, str] = {
     "independent": "#4c72b0",
     "sequential": "#8c8c8c",
@@ -28,17 +36,44 @@ SETUP_COLORS: dict[str, str] = {
     "collaborative_4": "#55a868",
     "collaborative_8": "#c44e52",
 }
+#: Colours for any other setup, handed out in the order of the figure's setups (then repeated).
+EXTRA_COLORS: tuple[str, ...] = (
+    "#8172b3",
+    "#937860",
+    "#da8bc3",
+    "#ccb974",
+    "#64b5cd",
+    "#2f4b7c",
+    "#a05195",
+    "#ff7c43",
+    "#2ca02c",
+    "#17becf",
+    "#bcbd22",
+    "#7f3c8d",
+)
+LEGEND_COLUMNS = 5  #: legend columns at most (figures with many setups wrap their legend)
 
 
-def _color(setup: str) -> str:
-    return SETUP_COLORS.get(setup, "black")
+def setup_colors(setups: Sequence[str]) -> dict[str, str]:
+    """A colour per setup: the paper's fixed ones (``SETUP_COLORS``), the others from ``EXTRA_COLORS``
+    in the order of ``setups``."""
+    others = [s for s in dict.fromkeys(setups) if s not in SETUP_COLORS]
+    extra = {s: EXTRA_COLORS[i % len(EXTRA_COLORS)] for i, s in enumerate(others)}
+    return {s: SETUP_COLORS.get(s) or extra[s] for s in dict.fromkeys(setups)}
 
 
-def _axes(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.0)) -> tuple[Figure, Axes]:
-    if ax is not None:
-        return ax.figure, ax
-    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    return fig, ax
+def _order(df: pd.DataFrame, setups: Sequence[str] | None) -> list[str]:
+    """``setups`` as given, or the setups of ``df`` (the paper's five first, then first appearance)."""
+    return list(setups) if setups is not None else present_setups(df)
+
+
+def _ticks(ax: Axes, setups: Sequence[str]) -> None:
+    """Setup labels on the x axis (slanted more, right-aligned, when there are many)."""
+    labels = [setup_label(s) for s in setups]
+    if len(setups) <= 5:
+        ax.set_xticks(range(len(setups)), labels, rotation=30, fontsize=8)
+    else:
+        ax.set_xticks(range(len(setups)), labels, rotation=45, ha="right", fontsize=7)
 
 
 def _grid(n: int, ncols: int = 3, panel: tuple[float, float] = (4.2, 3.2)) -> tuple[Figure, np.ndarray]:
@@ -67,15 +102,16 @@ def _present(df: pd.DataFrame, envs: Sequence[str]) -> list[str]:
 
 
 def _draw_curves(ax: Axes, stats: pd.DataFrame, setups: Sequence[str], legend: bool = True) -> None:
+    colors = setup_colors(setups)
     for setup in setups:
         d = stats[stats["setup"] == setup].sort_values("x")
         if d.empty:
             continue
-        ax.plot(d["x"], d["mean"], color=_color(setup), label=SETUP_LABELS.get(setup, setup), lw=1.6)
+        ax.plot(d["x"], d["mean"], color=colors[setup], label=setup_label(setup), lw=1.6)
         ok = d["ci_low"].notna()
         if ok.any():
             ax.fill_between(
-                d["x"][ok], d["ci_low"][ok], d["ci_high"][ok], color=_color(setup), alpha=0.2, lw=0
+                d["x"][ok], d["ci_low"][ok], d["ci_high"][ok], color=colors[setup], alpha=0.2, lw=0
             )
     ax.grid(alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
@@ -91,14 +127,14 @@ def _clip_sequential(ax: Axes, stats: pd.DataFrame) -> None:
     ax.set_xlim(0, others.max())
     ax.text(
         0.98, 0.03, f"sequential continues to {seq.max():,.0f}", ha="right", va="bottom",
-        fontsize=7, color=_color("sequential"), transform=ax.transAxes,
+        fontsize=7, color=SETUP_COLORS["sequential"], transform=ax.transAxes,
     )  # fmt: skip
 
 
 def plot_figure1(
     curve_stats: pd.DataFrame,
     env_id: str = "CarRacing-v3",
-    setups: Sequence[str] = SETUPS,
+    setups: Sequence[str] | None = None,
     x_label: str = "training episodes per agent",
     ax: Axes | None = None,
     clip_sequential: bool = False,
@@ -110,6 +146,7 @@ def plot_figure1(
     which would squeeze the other curves into the first 1/n of the axis); a note gives its end.
     """
     fig, ax = _axes(ax)
+    setups = _order(curve_stats, setups)
     stats = curve_stats[curve_stats["env_id"] == env_id]
     if stats.empty:
         ax.text(0.5, 0.5, f"no data for {env_id}", ha="center", va="center", transform=ax.transAxes)
@@ -125,7 +162,7 @@ def plot_figure1(
 def plot_figure1_grid(
     curve_stats: pd.DataFrame,
     envs: Sequence[str] = ENVS,
-    setups: Sequence[str] = SETUPS,
+    setups: Sequence[str] | None = None,
     x_label: str = "training episodes per agent",
     clip_sequential: bool = False,
 ) -> Figure:
@@ -134,6 +171,7 @@ def plot_figure1_grid(
     ``clip_sequential`` as in :func:`plot_figure1`, per panel.
     """
     envs = _present(curve_stats, envs) or list(envs)
+    setups = _order(curve_stats, setups)
     fig, axes = _grid(len(envs))
     for ax, env in zip(axes.flat, envs, strict=False):
         stats = curve_stats[curve_stats["env_id"] == env]
@@ -143,8 +181,10 @@ def plot_figure1_grid(
         ax.set_title(_title(env), fontsize=10)
         ax.set_xlabel(x_label, fontsize=8)
         ax.set_ylabel("validation return", fontsize=8)
-    handles = [plt.Line2D([], [], color=_color(s), label=SETUP_LABELS.get(s, s)) for s in setups]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(setups), fontsize=9)
+    colors = setup_colors(setups)
+    handles = [plt.Line2D([], [], color=colors[s], label=setup_label(s)) for s in setups]
+    ncols = max(1, min(len(setups), LEGEND_COLUMNS))
+    fig.legend(handles=handles, loc="outside lower center", ncols=ncols, fontsize=9)
     fig.suptitle("Mean validation return over training (95% CI over seeds)")
     return fig
 
@@ -154,10 +194,9 @@ def plot_figure1_grid(
 
 
 def _draw_convergence(ax: Axes, conv: pd.DataFrame, summary: pd.DataFrame, setups: Sequence[str]) -> None:
-    labels = []
     xt = ax.get_xaxis_transform()
+    colors = setup_colors(setups)
     for i, setup in enumerate(setups):
-        labels.append(SETUP_LABELS.get(setup, setup))
         runs = conv[conv["setup"] == setup]
         s = summary[summary["setup"] == setup]
         if runs.empty:
@@ -168,7 +207,7 @@ def _draw_convergence(ax: Axes, conv: pd.DataFrame, summary: pd.DataFrame, setup
             err = None
             if pd.notna(row["ci_low"]):
                 err = [[row["mean_reached"] - row["ci_low"]], [row["ci_high"] - row["mean_reached"]]]
-            ax.bar(i, row["mean_reached"], color=_color(setup), alpha=0.7, yerr=err, capsize=3)
+            ax.bar(i, row["mean_reached"], color=colors[setup], alpha=0.7, yerr=err, capsize=3)
         else:
             ax.text(i, 0.5, "not\nreached", ha="center", va="center", fontsize=7, color="red", transform=xt)
         reached = runs[runs["reached"]]
@@ -195,7 +234,7 @@ def _draw_convergence(ax: Axes, conv: pd.DataFrame, summary: pd.DataFrame, setup
             fontsize=7,
             transform=xt,
         )
-    ax.set_xticks(range(len(setups)), labels, rotation=30, fontsize=8)
+    _ticks(ax, setups)
     ax.set_xlim(-0.6, len(setups) - 0.4)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3, axis="y")
@@ -205,7 +244,7 @@ def plot_convergence(
     conv: pd.DataFrame,
     summary: pd.DataFrame,
     envs: Sequence[str] = ENVS,
-    setups: Sequence[str] = SETUPS,
+    setups: Sequence[str] | None = None,
     measure: str = "agent mean",
 ) -> Figure:
     """Figure 2: episodes to reach the env's threshold, per setup (2x3 grid, one panel per env).
@@ -221,6 +260,7 @@ def plot_convergence(
     if "measure" in summary.columns:
         summary = summary[summary["measure"] == measure]
     envs = _present(conv, envs) or list(envs)
+    setups = _order(conv, setups)
     fig, axes = _grid(len(envs), panel=(4.2, 3.6))
     for ax, env in zip(axes.flat, envs, strict=False):
         _draw_convergence(ax, conv[conv["env_id"] == env], summary[summary["env_id"] == env], setups)
@@ -244,7 +284,7 @@ def plot_convergence(
 
 
 def plot_variance(
-    var_stats: pd.DataFrame, envs: Sequence[str] = ENVS, setups: Sequence[str] = SETUPS
+    var_stats: pd.DataFrame, envs: Sequence[str] = ENVS, setups: Sequence[str] | None = None
 ) -> Figure:
     """Figure 3: per setup, the spread within a run (solid) and between seeds (hatched), with 95% CIs.
 
@@ -253,6 +293,8 @@ def plot_variance(
     value. Sequential has one agent, so no within-run spread ("n/a").
     """
     envs = _present(var_stats, envs) or list(envs)
+    setups = _order(var_stats, setups)
+    colors = setup_colors(setups)
     fig, axes = _grid(len(envs))
     for ax, env in zip(axes.flat, envs, strict=False):
         d = var_stats[var_stats["env_id"] == env]
@@ -271,10 +313,10 @@ def plot_variance(
                 if pd.notna(r[f"{col}_ci_low"]):  # a spread is >= 0: the bar stops there
                     err = [[v - max(r[f"{col}_ci_low"], 0.0)], [r[f"{col}_ci_high"] - v]]
                 ax.bar(
-                    i + offset, v, width=0.4, color=_color(setup), alpha=0.8, hatch=hatch,
+                    i + offset, v, width=0.4, color=colors[setup], alpha=0.8, hatch=hatch,
                     edgecolor="white" if hatch else None, yerr=err, capsize=2,
                 )  # fmt: skip
-        ax.set_xticks(range(len(setups)), [SETUP_LABELS.get(s, s) for s in setups], rotation=30, fontsize=8)
+        _ticks(ax, setups)
         ax.set_title(_title(env), fontsize=10)
         ax.set_ylabel("spread of returns", fontsize=8)
         ax.grid(alpha=0.3, axis="y")
@@ -295,7 +337,7 @@ def plot_aggregate(
     agg: pd.DataFrame,
     imp: pd.DataFrame,
     profiles: pd.DataFrame | None = None,
-    setups: Sequence[str] = SETUPS,
+    setups: Sequence[str] | None = None,
 ) -> Figure:
     """The aggregate metrics with 95% stratified-bootstrap intervals, the probability of improvement,
     and (with ``profiles``) the performance profiles, in one row of panels.
@@ -315,14 +357,17 @@ def plot_aggregate(
     axes = [named[f"m{i}"] for i in range(len(metrics))] + [named[f"b{i}"] for i in range(len(bases))]
     if profiles is not None:
         axes.append(named["p"])
+    if setups is None:
+        setups = present_setups(pd.concat([agg[["setup"]], imp[["setup"]]]) if len(imp) else agg)
+    colors = setup_colors(setups)
     present = [s for s in setups if s in set(agg["setup"])] if not agg.empty else []
-    labels = [SETUP_LABELS.get(s, s) for s in present]
+    labels = [setup_label(s) for s in present]
     for ax, metric in zip(axes, metrics, strict=False):
         d = agg[agg["metric"] == metric].set_index("setup")
         for y, setup in enumerate(present):
             r = d.loc[setup]
-            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=_color(setup), lw=6, alpha=0.5)
-            ax.plot([r["estimate"]], [y], "|", color=_color(setup), ms=14, mew=2)
+            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colors[setup], lw=6, alpha=0.5)
+            ax.plot([r["estimate"]], [y], "|", color=colors[setup], ms=14, mew=2)
         ax.set_yticks(
             range(len(present)), labels if metric == metrics[0] else [""] * len(present), fontsize=8
         )
@@ -334,12 +379,12 @@ def plot_aggregate(
         rows = [s for s in setups if s in set(d["setup"])]
         for y, setup in enumerate(rows):
             r = d[d["setup"] == setup].iloc[0]
-            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=_color(setup), lw=6, alpha=0.5)
-            ax.plot([r["estimate"]], [y], "|", color=_color(setup), ms=14, mew=2)
+            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colors[setup], lw=6, alpha=0.5)
+            ax.plot([r["estimate"]], [y], "|", color=colors[setup], ms=14, mew=2)
         ax.axvline(0.5, color="black", lw=0.8, ls="--")
         ax.set_xlim(0, 1)
-        ax.set_yticks(range(len(rows)), [SETUP_LABELS.get(s, s) for s in rows], fontsize=8)
-        ax.set_title(f"P(setup > {SETUP_LABELS.get(base, base)})", fontsize=9)
+        ax.set_yticks(range(len(rows)), [setup_label(s) for s in rows], fontsize=8)
+        ax.set_title(f"P(setup > {setup_label(base)})", fontsize=9)
         ax.set_xlabel("probability of improvement", fontsize=8)
         ax.grid(alpha=0.3, axis="x")
     if profiles is not None:
@@ -348,10 +393,8 @@ def plot_aggregate(
             d = profiles[profiles["setup"] == setup].sort_values("tau")
             if d.empty:
                 continue
-            ax.plot(
-                d["tau"], d["estimate"], color=_color(setup), label=SETUP_LABELS.get(setup, setup), lw=1.4
-            )
-            ax.fill_between(d["tau"], d["ci_low"], d["ci_high"], color=_color(setup), alpha=0.15, lw=0)
+            ax.plot(d["tau"], d["estimate"], color=colors[setup], label=setup_label(setup), lw=1.4)
+            ax.fill_between(d["tau"], d["ci_low"], d["ci_high"], color=colors[setup], alpha=0.15, lw=0)
         ax.set_title("performance profile", fontsize=9)
         ax.set_xlabel("normalised score tau", fontsize=8)
         ax.set_ylabel("fraction of runs > tau", fontsize=8)
@@ -365,83 +408,63 @@ def plot_aggregate(
     return fig
 
 
+def plot_comparison(
+    comp: pd.DataFrame,
+    setups: Sequence[str] | None = None,
+    metrics: Sequence[str] = ("probability of improvement", "IQM difference"),
+) -> Figure:
+    """Each setup against its matched-compute baseline and against the paper's setting: one column per
+    comparison, one row per metric, 95% stratified-bootstrap intervals.
+
+    ``comp`` is :func:`collab.analysis.matched_comparison` (or :func:`collab.analysis.compare_setups`).
+    Dashed line: no difference (0.5 for the probability of improvement, 0 for a difference).
+    """
+    kinds = list(dict.fromkeys(comp["comparison"])) if not comp.empty else []
+    setups = _order(comp, setups)
+    colors = setup_colors(setups)
+    ncols = max(len(kinds), 1)
+    fig, axes = plt.subplots(
+        len(metrics), ncols, figsize=(4.6 * ncols, 0.4 * max(len(setups), 3) * len(metrics) + 1.2),
+        layout="constrained", squeeze=False,
+    )  # fmt: skip
+    if not kinds:
+        axes[0, 0].text(0.5, 0.5, "no pair of setups to compare", ha="center", va="center",
+                        transform=axes[0, 0].transAxes)  # fmt: skip
+    for j, kind in enumerate(kinds):
+        for i, metric in enumerate(metrics):
+            ax = axes[i, j]
+            d = comp[(comp["comparison"] == kind) & (comp["metric"] == metric)]
+            rows = [s for s in setups if s in set(d["setup"])]
+            for y, setup in enumerate(rows):
+                r = d[d["setup"] == setup].iloc[0]
+                ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colors[setup], lw=6, alpha=0.5)
+                ax.plot([r["estimate"]], [y], "|", color=colors[setup], ms=14, mew=2)
+            bases = list(dict.fromkeys(d["baseline"]))
+            against = setup_label(bases[0]) if len(bases) == 1 else "its matched baseline"
+            ax.axvline(0.5 if metric == "probability of improvement" else 0.0, color="black", lw=0.8, ls="--")
+            if metric == "probability of improvement":
+                ax.set_xlim(0, 1)
+            ax.set_yticks(range(len(rows)), [setup_label(s) for s in rows], fontsize=8)
+            ax.set_ylim(-0.6, max(len(rows), 1) - 0.4)
+            ax.set_title(f"{kind}: {metric}\n(setup vs {against})", fontsize=9)
+            ax.set_xlabel(
+                metric if metric == "probability of improvement" else "normalised score", fontsize=8
+            )
+            ax.grid(alpha=0.3, axis="x")
+    fig.suptitle("Each setup against its matched-compute baseline and the paper's setting (95% CIs)")
+    return fig
+
+
 # --------------------------------------------------------------------------------------------
 # One run: learning curves and share timeline (also used by the training notebook)
 
 
-def plot_learning_curves(curves: pd.DataFrame, ax: Axes | None = None) -> Figure:
-    """One run's ``curves.csv``: val_return (solid) and train_return (dashed) per agent over episode."""
-    fig, ax = _axes(ax)
-    if curves.empty:
-        ax.text(0.5, 0.5, "no curves", ha="center", va="center", transform=ax.transAxes)
-        return fig
-    agents = sorted(curves["agent"].unique())
-    cmap = plt.get_cmap("tab10")
-    for k, agent in enumerate(agents):
-        d = curves[curves["agent"] == agent].sort_values("episode")
-        c = cmap(k % 10)
-        ax.plot(d["episode"], d["val_return"], color=c, lw=1.5, label=f"agent {agent} val")
-        ax.plot(
-            d["episode"], d["train_return"], color=c, lw=1.0, ls="--", alpha=0.7, label=f"agent {agent} train"
-        )
-    title = ""
-    if "env_id" in curves.columns and "setup" in curves.columns:
-        title = f"{curves['env_id'].iloc[0]} {curves['setup'].iloc[0]}"
-        if "seed" in curves.columns:
-            title += f" seed {curves['seed'].iloc[0]}"
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("training episodes per agent")
-    ax.set_ylabel("return")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncols=2 if len(agents) > 2 else 1)
-    return fig
-
-
-def plot_share_timeline(sharing: pd.DataFrame, n_agents: int | None = None, ax: Axes | None = None) -> Figure:
-    """One run's ``sharing.csv``: an arrow from source to target agent at each share's episode.
-
-    x = episodes per agent at the share (round when ``episode`` is absent), y = agent index.
-    An empty frame gives an axes saying "no parameter shares".
-    """
-    fig, ax = _axes(ax)
-    n = n_agents
-    if n is None and not sharing.empty:
-        n = int(max(sharing["source"].max(), sharing["target"].max())) + 1
-        if "n_agents" in sharing.columns:
-            n = max(n, int(sharing["n_agents"].max()))
-    if sharing.empty:
-        ax.text(0.5, 0.5, "no parameter shares", ha="center", va="center", transform=ax.transAxes)
-    else:
-        xcol = "episode" if "episode" in sharing.columns else "round"
-        xs = sharing[xcol].to_numpy(float)
-        span = (xs.max() - xs.min()) or 1.0
-        for rec in sharing.itertuples(index=False):
-            x = float(getattr(rec, xcol))
-            ax.annotate(
-                "",
-                xy=(x, rec.target),
-                xytext=(x, rec.source),
-                arrowprops={"arrowstyle": "->", "color": "tab:red", "alpha": 0.6, "lw": 1.0},
-            )
-        ax.scatter(xs, sharing["source"], s=14, color="tab:blue", label="source (copied)", zorder=3)
-        ax.scatter(
-            xs, sharing["target"], s=14, color="tab:red", marker="x", label="target (receives)", zorder=3
-        )
-        ax.set_xlim(xs.min() - 0.05 * span, xs.max() + 0.05 * span)
-        ax.set_xlabel("episodes per agent" if xcol == "episode" else "round")
-        ax.legend(fontsize=7, loc="upper right")
-    if n:
-        ax.set_yticks(range(n))
-        ax.set_ylim(-0.5, n - 0.5)
-    ax.set_ylabel("agent")
-    ax.grid(alpha=0.3)
-    ax.set_title(f"parameter shares ({len(sharing)})", fontsize=10)
-    return fig
-
-
 def plot_share_timelines(timeline: pd.DataFrame, envs: Sequence[str] = ENVS) -> Figure:
-    """The share timeline of one run per environment (:func:`collab.analysis.share_timeline`), 2x3 grid."""
-    envs = list(envs)
+    """The share timeline of one run per environment (:func:`collab.analysis.share_timeline`), 2x3 grid.
+
+    The environments of ``envs`` present in ``timeline``, then any other it has (all of ``envs`` when
+    it is empty)."""
+    envs = _present(timeline, envs) or list(envs)
     fig, axes = _grid(len(envs))
     for ax, env in zip(axes.flat, envs, strict=False):
         d = timeline[timeline["env_id"] == env] if not timeline.empty else timeline

@@ -138,3 +138,67 @@ def test_figure1_clip_sequential_limits_x_and_notes_the_end():
     assert ax.get_xlim()[1] >= 240 and not ax.texts
     grid = P.plot_figure1_grid(lc, clip_sequential=True)
     assert grid.axes[0].get_xlim() == (0.0, 30.0)
+
+
+def test_figures_with_setups_the_paper_does_not_have(tmp_path):
+    setups = [
+        {"name": "pbt8", "strategy": "pbt", "n_agents": 8},
+        {"name": "independent", "strategy": "independent", "n_agents": 8},
+        {"name": "independent_2", "strategy": "independent", "n_agents": 2},
+        {"name": "collaborative_8", "strategy": "collaborative", "n_agents": 8},
+        {"name": "collab8_sign_robust_1.05", "strategy": "collaborative", "n_agents": 8},
+        {"name": "collab8_reset", "strategy": "collaborative", "n_agents": 8},
+    ]
+    data = synthetic_results(envs=["Acrobot-v1", "Taxi-v4"], setups=setups, seeds=[0, 1], rounds=3)
+    order = data.order
+    assert order == [s["name"] for s in setups]
+    lc = A.learning_curves(data.curves, setups=order)
+    conv = A.convergence_both(data.curves, setups=order)
+    scores = A.normalised_scores(data.final)
+    agg = A.aggregate_metrics(scores, setups=order, n_boot=100)
+    imp = A.improvement(scores, setups=order, n_boot=100)
+    figs = {
+        "f1": P.plot_figure1(lc, env_id="Taxi-v4", setups=order),
+        "f1grid": P.plot_figure1_grid(lc, setups=order),
+        "f2": P.plot_convergence(conv, A.convergence_summary(conv, setups=order), setups=order),
+        "f3": P.plot_variance(A.performance_variance(data.curves, data.final, setups=order), setups=order),
+        "share": P.plot_share_timelines(A.share_timeline(data.sharing, setups=order)),
+        "aggregate": P.plot_aggregate(agg, imp, A.performance_profiles(scores, setups=order, n_boot=100)),
+    }
+    comp = A.matched_comparison(scores, data.setup_info, n_boot=100)
+    figs["comparison"] = P.plot_comparison(comp, setups=order)
+    for name, fig in figs.items():
+        P.save_figure(fig, name, tmp_path)
+    titles = [ax.get_title() for ax in figs["comparison"].axes]
+    assert titles[0] == "matched compute: probability of improvement\n(setup vs Independent)"
+    assert titles[1] == "vs collaborative_8: probability of improvement\n(setup vs 8 agents)"
+    matched = [t.get_text() for t in figs["comparison"].axes[0].get_yticklabels()]
+    assert matched == ["pbt8", "8 agents", "collab8_sign_robust_1.05", "collab8_reset"]
+    assert isinstance(P.plot_comparison(comp.iloc[0:0]), Figure)  # nothing to compare: still a figure
+    lines = figs["f1"].axes[0].get_lines()
+    labels = [ln.get_label() for ln in lines]
+    assert labels == [
+        "pbt8",
+        "Independent",
+        "independent_2",
+        "8 agents",
+        "collab8_sign_robust_1.05",
+        "collab8_reset",
+    ]
+    colours = [ln.get_color() for ln in lines]
+    assert len(set(colours)) == len(colours)  # every setup its own colour
+    assert colours[1] == P.SETUP_COLORS["independent"] and colours[3] == P.SETUP_COLORS["collaborative_8"]
+    ticks = [t.get_text() for t in figs["f2"].axes[0].get_xticklabels()]
+    assert ticks == labels
+    assert len([ax for ax in figs["share"].axes if ax.get_visible()]) == 2  # only the envs present
+    # default order without setups: the paper's five first, then the others
+    assert [t.get_text() for t in P.plot_variance(A.performance_variance(data.curves, data.final)).axes[0]
+            .get_xticklabels()][:2] == ["Independent", "8 agents"]  # fmt: skip
+
+
+def test_setup_colors_are_stable_and_distinct():
+    many = [f"s{i}" for i in range(len(P.EXTRA_COLORS))] + ["independent"]
+    colours = P.setup_colors(many)
+    assert len(set(colours.values())) == len(many)
+    assert colours["independent"] == P.SETUP_COLORS["independent"]
+    assert P.setup_colors(["s1", "s0"])["s1"] == P.EXTRA_COLORS[0]  # by position in the figure's setups

@@ -11,13 +11,19 @@ One module per concept, every public name importable from here:
 
 - ``collab.paper``: the paper's facts (environments, setups, Table 1, the claims' targets) and
   what each environment can return, with public sources (re-exported here);
-- :mod:`collab.analysis.io`: where a profile lives, loading and writing it, row order, display;
+- :mod:`collab.analysis.setups`: a profile's setups (the paper's five and any others a workflow
+  config names), their order, which ones share parameters, and matched-compute baselines;
+- :mod:`collab.analysis.io`: where a profile lives, loading and writing it (and its ``setups.json``),
+  row order, display;
 - :mod:`collab.analysis.stats`: intervals and tests over seeds, Holm's adjustment, seeds needed;
 - :mod:`collab.analysis.tables`: Table 1 (and its selection-free twin), the achievability of a
   value, the selection check, run counts, costs and the seeds a precision needs;
 - :mod:`collab.analysis.curves`: Figures 1-3 (learning curves, convergence, variance) and shares;
 - :mod:`collab.analysis.verdicts`: the headline claims, their estimates, p-values and verdicts;
-- :mod:`collab.analysis.aggregate`: normalised scores and aggregate metrics across environments.
+- :mod:`collab.analysis.aggregate`: normalised scores and aggregate metrics across environments, and
+  any setup against its matched-compute baseline and the paper's setting;
+- :mod:`collab.analysis.selectivity`: how often sharing setups copy, from how many sources, and by
+  how much the source led.
 """
 
 from __future__ import annotations
@@ -26,10 +32,15 @@ from collab.analysis.aggregate import (
     AGG_METHOD,
     AGGREGATE_METRICS,
     BASELINES,
+    COMPARISON_METRICS,
+    MATCHED_COMPUTE,
     PROFILE_TAUS,
     aggregate_metrics,
+    baseline_pairs,
+    compare_setups,
     improvement,
     iqm,
+    matched_comparison,
     mean_score,
     median_score,
     normalised_scores,
@@ -62,16 +73,39 @@ from collab.analysis.io import (
     POPULATION_EVAL_COLUMNS,
     PROFILE_FILES,
     RUN_KEYS,
+    SETUPS_FILE,
     ProfileData,
     check_columns,
     figures_dir,
     load_population_eval,
     load_profile,
+    load_setups,
     paper_order,
     profile_dir,
     project_root,
     rounded,
     write_profile,
+)
+from collab.analysis.selectivity import (
+    RUN_SELECTIVITY_COLUMNS,
+    SELECTIVITY_MEASURES,
+    run_selectivity,
+    save_selectivity,
+    selectivity,
+)
+from collab.analysis.setups import (
+    SHARING_STRATEGIES,
+    default_order,
+    matched_baselines,
+    merge_setups,
+    present_setups,
+    setup_label,
+    setup_names,
+    setup_order,
+    setups_frame,
+    setups_from_frames,
+    sharing_setups,
+    sharing_setups_in,
 )
 from collab.analysis.stats import (
     BOOT_SEED,
@@ -106,6 +140,7 @@ from collab.analysis.tables import (
     load_paper_table,
     paper_long,
     per_seed_final,
+    present_envs,
     run_costs,
     run_counts,
     save_table1,
@@ -156,10 +191,15 @@ __all__ = [
     "AGG_METHOD",
     "AGGREGATE_METRICS",
     "BASELINES",
+    "COMPARISON_METRICS",
+    "MATCHED_COMPUTE",
     "PROFILE_TAUS",
     "aggregate_metrics",
+    "baseline_pairs",
+    "compare_setups",
     "improvement",
     "iqm",
+    "matched_comparison",
     "mean_score",
     "median_score",
     "normalised_scores",
@@ -188,16 +228,35 @@ __all__ = [
     "POPULATION_EVAL_COLUMNS",
     "PROFILE_FILES",
     "RUN_KEYS",
+    "SETUPS_FILE",
     "ProfileData",
     "check_columns",
     "figures_dir",
     "load_population_eval",
     "load_profile",
+    "load_setups",
     "paper_order",
     "profile_dir",
     "project_root",
     "rounded",
     "write_profile",
+    "RUN_SELECTIVITY_COLUMNS",
+    "SELECTIVITY_MEASURES",
+    "run_selectivity",
+    "save_selectivity",
+    "selectivity",
+    "SHARING_STRATEGIES",
+    "default_order",
+    "matched_baselines",
+    "merge_setups",
+    "present_setups",
+    "setup_label",
+    "setup_names",
+    "setup_order",
+    "setups_frame",
+    "setups_from_frames",
+    "sharing_setups",
+    "sharing_setups_in",
     "BOOT_SEED",
     "CI_METHOD",
     "CI_METHODS",
@@ -228,6 +287,7 @@ __all__ = [
     "load_paper_table",
     "paper_long",
     "per_seed_final",
+    "present_envs",
     "run_costs",
     "run_counts",
     "save_table1",

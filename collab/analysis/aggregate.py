@@ -16,6 +16,13 @@ Statistical Precipice" (NeurIPS), as implemented by its ``rliable`` library:
 - **performance profile**: for each threshold tau, the fraction of runs with score > tau (the mean over
   tasks of the per-task fraction).
 
+Beside the paper's baselines (independent and sequential training), :func:`compare_setups` compares
+any setup with another by the probability of improvement and the differences of IQM and mean, and
+:func:`matched_comparison` applies it to each setup against its matched-compute independent baseline
+(the independent setup with as many agents) and against the paper's setting (``collaborative_8``).
+An environment without a normalisation reference (``collab.paper.SCORE_REFERENCES``) has no scores and
+is left out of every aggregate.
+
 Intervals: stratified bootstrap: the runs of each task (and, for two setups, of each setup within each
 task) are resampled separately, through ``scipy.stats.bootstrap`` with one sample per stratum and a
 fixed generator seed; percentile intervals by default, whose coverage at 5-10 runs per task is
@@ -28,16 +35,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from collab.analysis.io import paper_order
+from collab.analysis.setups import PAPER_SETTING, matched_baselines, present_setups, setup_names
 from collab.analysis.stats import BOOT_SEED, CONFIDENCE, N_BOOT
-from collab.analysis.tables import per_seed_final
-from collab.paper import ENVS, SCORE_REFERENCES, SETUPS, ScoreReference
+from collab.analysis.tables import per_seed_final, present_envs
+from collab.paper import SCORE_REFERENCES, ScoreReference
 
 #: The aggregate metrics of :func:`aggregate_metrics`, in order.
 AGGREGATE_METRICS: tuple[str, ...] = ("IQM", "mean", "median", "optimality gap")
@@ -196,8 +205,8 @@ def _common_tasks(scores: pd.DataFrame, setups: Sequence[str], envs: Sequence[st
 
 def aggregate_metrics(
     scores: pd.DataFrame,
-    setups: Sequence[str] = SETUPS,
-    envs: Sequence[str] = ENVS,
+    setups: Sequence[str] | None = None,
+    envs: Sequence[str] | None = None,
     metrics: Sequence[str] = AGGREGATE_METRICS,
     method: str = AGG_METHOD,
     confidence: float = CONFIDENCE,
@@ -206,12 +215,13 @@ def aggregate_metrics(
 ) -> pd.DataFrame:
     """Aggregate metrics of each setup over the environments, with stratified-bootstrap intervals.
 
-    ``scores`` is :func:`normalised_scores`. Only the environments where every setup present has two
-    or more runs count, so all setups are aggregated over the same tasks. Returns setup, metric,
-    estimate, ci_low, ci_high, n_tasks, n_runs.
+    ``scores`` is :func:`normalised_scores`; ``setups`` (their order) and ``envs`` default to those
+    present. Only the environments where every setup present has two or more runs count, so all
+    setups are aggregated over the same tasks. Returns setup, metric, estimate, ci_low, ci_high,
+    n_tasks, n_runs.
     """
-    present = [s for s in setups if s in set(scores["setup"])]
-    tasks = _common_tasks(scores, present, envs)
+    present = present_setups(scores, setups)
+    tasks = _common_tasks(scores, present, present_envs(scores, envs))
     rows = []
     for setup in present:
         arrays = _task_arrays(scores, setup, tasks)
@@ -238,8 +248,8 @@ def aggregate_metrics(
 def improvement(
     scores: pd.DataFrame,
     baselines: Sequence[str] = BASELINES,
-    setups: Sequence[str] = SETUPS,
-    envs: Sequence[str] = ENVS,
+    setups: Sequence[str] | None = None,
+    envs: Sequence[str] | None = None,
     method: str = AGG_METHOD,
     confidence: float = CONFIDENCE,
     n_boot: int = N_BOOT,
@@ -249,15 +259,17 @@ def improvement(
 
     Over the environments where both have two or more runs; the runs of each setup within each
     environment are resampled separately. 0.5 = no tendency either way; above 0.5 the setup tends to
-    score higher than the baseline. Returns setup, baseline, metric, estimate, ci_low, ci_high, n_tasks.
+    score higher than the baseline. ``setups`` (their order) and ``envs`` default to those present;
+    absent baselines are skipped. Returns setup, baseline, metric, estimate, ci_low, ci_high, n_tasks.
     """
-    present = set(scores["setup"])
+    present = present_setups(scores, setups)
+    envs = present_envs(scores, envs)
     rows = []
     for base in baselines:
         if base not in present:
             continue
-        for setup in setups:
-            if setup == base or setup not in present:
+        for setup in present:
+            if setup == base:
                 continue
             tasks = _common_tasks(scores, (setup, base), envs)
             x, y = _task_arrays(scores, setup, tasks), _task_arrays(scores, base, tasks)
@@ -288,8 +300,8 @@ def improvement(
 def performance_profiles(
     scores: pd.DataFrame,
     taus: Sequence[float] = PROFILE_TAUS,
-    setups: Sequence[str] = SETUPS,
-    envs: Sequence[str] = ENVS,
+    setups: Sequence[str] | None = None,
+    envs: Sequence[str] | None = None,
     method: str = AGG_METHOD,
     confidence: float = CONFIDENCE,
     n_boot: int = 2000,
@@ -300,8 +312,8 @@ def performance_profiles(
     Over the same environments as :func:`aggregate_metrics`. Returns setup, tau, estimate, ci_low,
     ci_high.
     """
-    present = [s for s in setups if s in set(scores["setup"])]
-    tasks = _common_tasks(scores, present, envs)
+    present = present_setups(scores, setups)
+    tasks = _common_tasks(scores, present, present_envs(scores, envs))
     rows = []
     for setup in present:
         arrays = _task_arrays(scores, setup, tasks)
@@ -325,7 +337,109 @@ def performance_profiles(
     return pd.DataFrame(rows, columns=["setup", "tau", "estimate", "ci_low", "ci_high"])
 
 
-def scores_by_env(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean normalised score per env_id and setup (paper order): env_id, setup, n_runs, mean_score."""
+def scores_by_env(scores: pd.DataFrame, setups: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean normalised score per env_id and setup (env, then ``setups`` order): env_id, setup, n_runs,
+    mean_score."""
     g = scores.groupby(["env_id", "setup"])["score"].agg(n_runs="size", mean_score="mean").reset_index()
-    return paper_order(g)
+    return paper_order(g, setups=setups)
+
+
+# --------------------------------------------------------------------------------------------
+# Any setup against another: matched compute and the paper's setting
+
+#: The comparisons of :func:`compare_setups`: the probability of improvement, and the differences
+#: (setup minus baseline) of the two aggregates.
+COMPARISON_METRICS: tuple[str, ...] = ("probability of improvement", "IQM difference", "mean difference")
+#: The two kinds of :func:`baseline_pairs`.
+MATCHED_COMPUTE = "matched compute"
+PAPER_SETTING_COMPARISON = f"vs {PAPER_SETTING}"
+
+
+def baseline_pairs(
+    setups: Sequence[Mapping[str, Any]], reference: str | None = PAPER_SETTING
+) -> list[tuple[str, str, str]]:
+    """(comparison, setup, baseline) for every setup against its matched-compute independent baseline
+    (:func:`collab.analysis.setups.matched_baselines`; setups without one are left out), then every
+    other setup against ``reference`` (the paper's setting) where it is one of ``setups``."""
+    names = setup_names(setups)
+    pairs = [(MATCHED_COMPUTE, s, b) for s, b in matched_baselines(setups).items() if b is not None]
+    if reference is not None and reference in names:
+        label = f"vs {reference}"
+        pairs += [(label, s, reference) for s in names if s != reference]
+    return pairs
+
+
+def compare_setups(
+    scores: pd.DataFrame,
+    pairs: Sequence[tuple[str, str, str]],
+    envs: Sequence[str] | None = None,
+    method: str = AGG_METHOD,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOT,
+    seed: int = BOOT_SEED,
+) -> pd.DataFrame:
+    """Each (comparison, setup, baseline) of ``pairs``: probability of improvement, IQM difference and
+    mean difference of the normalised scores, with stratified-bootstrap intervals.
+
+    Over the environments where both have two or more finite scores (an env without a reference has
+    none); the runs of each setup in each environment are resampled separately. ``setup_value`` and
+    ``baseline_value``: the two setups' IQM (or mean) over the same environments (NaN for the
+    probability of improvement). Pairs with a setup missing from ``scores`` are left out. Returns
+    comparison, setup, baseline, metric, estimate, ci_low, ci_high, setup_value, baseline_value, n_tasks.
+    """
+    present = set(scores["setup"])
+    envs = present_envs(scores, envs)
+    stats_of: dict[str, Callable[..., np.ndarray]] = {"IQM difference": iqm, "mean difference": mean_score}
+    rows = []
+    for comparison, setup, base in pairs:
+        if setup not in present or base not in present or setup == base:
+            continue
+        tasks = _common_tasks(scores, (setup, base), envs)
+        x, y = _task_arrays(scores, setup, tasks), _task_arrays(scores, base, tasks)
+        k = len(tasks)
+        for metric in COMPARISON_METRICS:
+            one = stats_of.get(metric)
+
+            def stat(*s: np.ndarray, axis: int = -1, k: int = k, one: Callable | None = one) -> np.ndarray:
+                if one is None:
+                    return probability_of_improvement(s[:k], s[k:])
+                return one(*s[:k]) - one(*s[k:])
+
+            if k:
+                est, lo, hi = stratified_bootstrap([*x, *y], stat, method, confidence, n_boot, seed)
+            else:
+                est = lo = hi = np.array(math.nan)
+            values = (float(one(*x)), float(one(*y))) if one is not None and k else (math.nan, math.nan)
+            rows.append(
+                {
+                    "comparison": comparison,
+                    "setup": setup,
+                    "baseline": base,
+                    "metric": metric,
+                    "estimate": float(est),
+                    "ci_low": float(lo),
+                    "ci_high": float(hi),
+                    "setup_value": values[0],
+                    "baseline_value": values[1],
+                    "n_tasks": k,
+                }
+            )
+    cols = ["comparison", "setup", "baseline", "metric", "estimate", "ci_low", "ci_high"]
+    return pd.DataFrame(rows, columns=[*cols, "setup_value", "baseline_value", "n_tasks"])
+
+
+def matched_comparison(
+    scores: pd.DataFrame,
+    setups: Sequence[Mapping[str, Any]],
+    reference: str | None = PAPER_SETTING,
+    envs: Sequence[str] | None = None,
+    method: str = AGG_METHOD,
+    confidence: float = CONFIDENCE,
+    n_boot: int = N_BOOT,
+    seed: int = BOOT_SEED,
+) -> pd.DataFrame:
+    """:func:`compare_setups` of every setup against its matched-compute independent baseline and
+    against ``reference`` (``collaborative_8``, the paper's setting, where present): see
+    :func:`baseline_pairs`. ``setups`` is a profile's setups (``ProfileData.setup_info``)."""
+    pairs = baseline_pairs(setups, reference)
+    return compare_setups(scores, pairs, envs, method, confidence, n_boot, seed)

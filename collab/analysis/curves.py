@@ -10,14 +10,16 @@ between seeds (of a run's result). Definitions in ``docs/analysis.md``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from collab.analysis.io import RUN_KEYS, check_columns, paper_order
+from collab.analysis.setups import SHARING_STRATEGIES, setup_order
 from collab.analysis.stats import CONFIDENCE, bootstrap_ci, mean_ci, pair_spread, t_halfwidth
 from collab.analysis.tables import per_seed_final
-from collab.paper import COLLAB_SETUPS, CONVERGENCE_FRACTION, ENVS
+from collab.paper import CONVERGENCE_FRACTION, ENVS
 
 #: How a run's agents are summarised per validation round: the agents' mean, or the best agent.
 AGENT_MEASURES: dict[str, str] = {"agent mean": "mean", "best agent": "max"}
@@ -42,7 +44,11 @@ def run_curves(curves: pd.DataFrame, x: str = "episode", agent_agg: str = "mean"
 
 
 def learning_curves(
-    curves: pd.DataFrame, x: str = "episode", confidence: float = CONFIDENCE, agent_agg: str = "mean"
+    curves: pd.DataFrame,
+    x: str = "episode",
+    confidence: float = CONFIDENCE,
+    agent_agg: str = "mean",
+    setups: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Figure 1 data: per env_id, setup and validation round: mean over seeds of the agent-mean val_return.
 
@@ -50,8 +56,9 @@ def learning_curves(
     the best agent); then, per round, mean and t-interval over seeds. Seeds are matched by round,
     not by ``x``: an agent may end a round a few episodes over its target, so the same round can have
     a slightly different ``x`` in each seed; ``x`` is the mean over seeds of the round's ``x``
-    (per-agent ``episode`` by default, or ``total_episodes``). Returns env_id, setup, round, x,
-    n_seeds, mean, ci_low, ci_high.
+    (per-agent ``episode`` by default, or ``total_episodes``). Rows in env, then ``setups`` order
+    (:func:`collab.analysis.io.paper_order`). Returns env_id, setup, round, x, n_seeds, mean, ci_low,
+    ci_high.
     """
     rc = run_curves(curves, x, agent_agg)
     g = rc.groupby(["env_id", "setup", "round"], sort=True)
@@ -61,17 +68,19 @@ def learning_curves(
     half = t_halfwidth(out["sd"].to_numpy(), out["n_seeds"].to_numpy(), confidence)
     out["ci_low"], out["ci_high"] = out["mean"] - half, out["mean"] + half
     cols = ["env_id", "setup", "round", "x", "n_seeds", "mean", "ci_low", "ci_high"]
-    return paper_order(out[cols], extra=["round"])
+    return paper_order(out[cols], extra=["round"], setups=setups)
 
 
-def curve_snapshot(curve_stats: pd.DataFrame, n_points: int = 5) -> pd.DataFrame:
+def curve_snapshot(
+    curve_stats: pd.DataFrame, n_points: int = 5, setups: Sequence[str] | None = None
+) -> pd.DataFrame:
     """A few evenly spaced points of each learning curve (for printing beside Figure 1)."""
     parts = []
     for _, grp in curve_stats.groupby(["env_id", "setup"], sort=False):
         grp = grp.sort_values("x")
         pos = np.unique(np.linspace(0, len(grp) - 1, min(n_points, len(grp))).round().astype(int))
         parts.append(grp.iloc[pos])
-    return paper_order(pd.concat(parts), extra=["x"]) if parts else curve_stats.iloc[0:0]
+    return paper_order(pd.concat(parts), extra=["x"], setups=setups) if parts else curve_stats.iloc[0:0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,9 +95,10 @@ def convergence_thresholds(
     Over the seed-mean learning curves (val_return aggregated over a run's agents by ``agent_agg``,
     mean over seeds per validation round, as :func:`learning_curves`) of *all* setups of the
     environment, up to the population setups' budget: lo = their minimum, hi = their maximum,
-    threshold = lo + fraction*(hi - lo). Sequential's single agent trains n x k episodes; only its
-    rounds within the longest non-sequential setup's ``x`` count, so that the level is one the other
-    setups could reach in their budget (without any non-sequential setup, all of its rounds count).
+    threshold = lo + fraction*(hi - lo). A sequential setup's single agent (strategy 'sequential')
+    trains n x k episodes; only its rounds within the longest other setup's ``x`` count, so that the
+    level is one the other setups could reach in their budget (without any other setup, all of its
+    rounds count).
     The same threshold applies to every setup of the environment, and it is sign-safe (0.9*max would
     be meaningless for negative rewards). Returns env_id, lo, hi, threshold.
     """
@@ -97,9 +107,10 @@ def convergence_thresholds(
         val_return=("val_return", "mean"), x=("x", "mean")
     )
     seed_mean = seed_mean.reset_index()
+    sequential = set(curves.loc[curves["strategy"] == "sequential", "setup"]) | {"sequential"}
     parts = []
     for _, grp in seed_mean.groupby("env_id", sort=False):
-        pop = grp.loc[grp["setup"] != "sequential", "x"]
+        pop = grp.loc[~grp["setup"].isin(sequential), "x"]
         parts.append(grp[grp["x"] <= pop.max()] if len(pop) else grp)
     seed_mean = pd.concat(parts)
     g = seed_mean.groupby("env_id")["val_return"]
@@ -116,6 +127,7 @@ def episodes_to_threshold(
     x: str = "episode",
     fraction: float = CONVERGENCE_FRACTION,
     agent_agg: str = "mean",
+    setups: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per run: the first ``x`` at which its agent-mean (``agent_agg='max'``: best-agent) val_return
     reaches the env's threshold (from :func:`convergence_thresholds` with the same ``agent_agg``).
@@ -145,16 +157,22 @@ def episodes_to_threshold(
             }
         )
     cols = ["env_id", "setup", "seed", "measure", "threshold", "episodes", "reached", "budget"]
-    return paper_order(pd.DataFrame(rows, columns=cols), extra=["seed"])
+    return paper_order(pd.DataFrame(rows, columns=cols), extra=["seed"], setups=setups)
 
 
-def convergence_both(curves: pd.DataFrame, x: str = "episode") -> pd.DataFrame:
+def convergence_both(
+    curves: pd.DataFrame, x: str = "episode", setups: Sequence[str] | None = None
+) -> pd.DataFrame:
     """:func:`episodes_to_threshold` by the agent mean and by the best agent, one frame (``measure``)."""
-    parts = [episodes_to_threshold(curves, x=x, agent_agg=agg) for agg in AGENT_MEASURES.values()]
+    parts = [
+        episodes_to_threshold(curves, x=x, agent_agg=agg, setups=setups) for agg in AGENT_MEASURES.values()
+    ]
     return pd.concat(parts, ignore_index=True)
 
 
-def convergence_summary(conv: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
+def convergence_summary(
+    conv: pd.DataFrame, confidence: float = CONFIDENCE, setups: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Figure 2 data per env_id and setup (and ``measure``, where given), from :func:`episodes_to_threshold`.
 
     n_runs, n_reached, frac_reached; mean_reached with t-interval over the runs that reached the
@@ -189,8 +207,9 @@ def convergence_summary(conv: pd.DataFrame, confidence: float = CONFIDENCE) -> p
     if "measure" in keys and not out.empty:
         rank = {m: i for i, m in enumerate(AGENT_MEASURES)}
         out = out.assign(_m=out["measure"].map(rank)).sort_values("_m", kind="stable").drop(columns="_m")
-        return pd.concat([paper_order(g) for _, g in out.groupby("measure", sort=False)], ignore_index=True)
-    return paper_order(out)
+        parts = [paper_order(g, setups=setups) for _, g in out.groupby("measure", sort=False)]
+        return pd.concat(parts, ignore_index=True)
+    return paper_order(out, setups=setups)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,7 +238,10 @@ def run_spreads(curves: pd.DataFrame, final: pd.DataFrame) -> pd.DataFrame:
 
 
 def performance_variance(
-    curves: pd.DataFrame, final: pd.DataFrame, confidence: float = CONFIDENCE
+    curves: pd.DataFrame,
+    final: pd.DataFrame,
+    confidence: float = CONFIDENCE,
+    setups: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Figure 3 data per env_id and setup: the spread within a run and between seeds, on equal numbers.
 
@@ -251,19 +273,22 @@ def performance_variance(
                 "between_ci_high": bhi,
             }
         )
-    return paper_order(pd.DataFrame(rows))
+    return paper_order(pd.DataFrame(rows), setups=setups)
 
 
 # --------------------------------------------------------------------------------------------
 # Share timeline
 
 
-def share_timeline(sharing: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Who copied whom, when, for one collaborative run per environment.
+def share_timeline(
+    sharing: pd.DataFrame, runs: pd.DataFrame | None = None, setups: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Who copied whom, when, for one sharing run per environment.
 
-    The run shown is, per env, the one with the most agents and then the lowest seed among the
-    runs that shared (or those given in ``runs``: env_id, setup, seed). Returns env_id, setup,
-    n_agents, seed, round, episode, source, target, ucb_source, ucb_target.
+    The run shown is, per env, the one with the most agents, then of the first setup in ``setups``'
+    order (the paper's five first), then the lowest seed among the runs that shared (or those given
+    in ``runs``: env_id, setup, seed). Returns env_id, setup, n_agents, seed, round, episode, source,
+    target, ucb_source, ucb_target.
     """
     check_columns(sharing, "sharing.csv")
     cols = ["env_id", "setup", "n_agents", "seed", "round", "episode", "source", "target"]
@@ -271,22 +296,28 @@ def share_timeline(sharing: pd.DataFrame, runs: pd.DataFrame | None = None) -> p
     if sharing.empty:
         return pd.DataFrame(columns=cols)
     if runs is None:
-        firsts = sharing.sort_values(["env_id", "n_agents", "seed"], ascending=[True, False, True])
+        rank = {s: i for i, s in enumerate(setup_order(sharing["setup"], setups))}
+        firsts = sharing.assign(_s=sharing["setup"].map(rank)).sort_values(
+            ["env_id", "n_agents", "_s", "seed"], ascending=[True, False, True, True], kind="stable"
+        )
         runs = firsts.groupby("env_id", sort=False).head(1)[RUN_KEYS]
     picked = sharing.merge(runs[RUN_KEYS].drop_duplicates(), on=RUN_KEYS)
-    return paper_order(picked[cols], extra=["round", "target", "source"])
+    return paper_order(picked[cols], extra=["round", "target", "source"], setups=setups)
 
 
-def share_counts(sharing: pd.DataFrame, final: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Shares per run, per env_id and setup: mean over seeds, min and max (runs without shares count 0
-    when ``final`` lists them), and ``mean_sources``: the distinct agents copied from per run (mean
-    over seeds; 1 = the same agent was the source of every share of the run)."""
+def share_counts(
+    sharing: pd.DataFrame, final: pd.DataFrame | None = None, setups: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Shares per run, per env_id and setup: mean over seeds, min and max (runs of a sharing strategy,
+    ``SHARING_STRATEGIES``, without shares count 0 when ``final`` lists them), and ``mean_sources``:
+    the distinct agents copied from per run (mean over seeds; 1 = the same agent was the source of
+    every share of the run)."""
     check_columns(sharing, "sharing.csv")
     g_run = sharing.groupby(RUN_KEYS)
     per_run = pd.concat([g_run.size().rename("shares"), g_run["source"].nunique().rename("sources")], axis=1)
     per_run = per_run.reset_index()
     if final is not None:
-        runs = final.loc[final["setup"].isin(COLLAB_SETUPS), RUN_KEYS].drop_duplicates()
+        runs = final.loc[final["strategy"].isin(SHARING_STRATEGIES), RUN_KEYS].drop_duplicates()
         per_run = runs.merge(per_run, on=RUN_KEYS, how="left").fillna({"shares": 0, "sources": 0})
     cols = ["env_id", "setup", "n_runs", "mean_shares", "min_shares", "max_shares", "mean_sources"]
     if per_run.empty:
@@ -301,4 +332,4 @@ def share_counts(sharing: pd.DataFrame, final: pd.DataFrame | None = None) -> pd
             "mean_sources": g["sources"].mean(),
         }
     ).reset_index()
-    return paper_order(out[cols])
+    return paper_order(out[cols], setups=setups)

@@ -1,9 +1,11 @@
 """Table 1 beside the paper's, the achievability of a value, the selection check, and run counts and costs.
 
 Table 1's cell is the mean over seeds of each run's mean final evaluation return, with a 95%
-t-interval over seeds; the paper's value (``collab.paper.TABLE1``) stands beside it, flagged where
-the environment cannot return it (``collab.paper.ENV_RANGES``). Where runs re-evaluated their final
-agents (``population_eval.csv``), a selection-free Table 1 stands beside the best-checkpoint one.
+t-interval over seeds; the paper's value (``collab.paper.TABLE1``) stands beside it for the paper's
+five setups, flagged where the environment cannot return it (``collab.paper.ENV_RANGES``). Any other
+setup a profile names gets its column, in the profile's order, without a paper value. Where runs
+re-evaluated their final agents (``population_eval.csv``), a selection-free Table 1 stands beside the
+best-checkpoint one.
 How many seeds a given precision needs is measured from the per-seed spread (:func:`seeds_for_width`).
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from collab.analysis.io import RUN_KEYS, check_columns, paper_order
+from collab.analysis.setups import present_setups, setup_label
 from collab.analysis.stats import (
     BOOT_SEED,
     CI_METHOD,
@@ -32,7 +35,6 @@ from collab.paper import (
     FAILURE_RETURNS,
     PAPER_ENV_NAMES,
     SCORE_REFERENCES,
-    SETUP_LABELS,
     SETUPS,
     TABLE1,
 )
@@ -103,15 +105,23 @@ def achievability(values: pd.DataFrame, value_col: str = "paper") -> pd.DataFram
 # What a profile holds
 
 
-def run_counts(final: pd.DataFrame) -> pd.DataFrame:
-    """Seeds found per env_id and setup (paper order): env_id, setup, seeds."""
+def present_envs(df: pd.DataFrame, envs: Sequence[str] | None = None) -> list[str]:
+    """``envs`` (default: the paper's six, ``ENVS``, where present in ``df``), then any other env of
+    ``df`` by name."""
+    found = set(df["env_id"]) if "env_id" in df.columns else set()
+    first = list(envs) if envs is not None else [e for e in ENVS if e in found]
+    return first + sorted(found - set(first))
+
+
+def run_counts(final: pd.DataFrame, setups: Sequence[str] | None = None) -> pd.DataFrame:
+    """Seeds found per env_id and setup (paper env order, then ``setups``' order): env_id, setup, seeds."""
     check_columns(final, "final.csv")
     runs = final[RUN_KEYS].drop_duplicates()
-    return paper_order(runs.groupby(["env_id", "setup"]).size().rename("seeds").reset_index())
+    return paper_order(runs.groupby(["env_id", "setup"]).size().rename("seeds").reset_index(), setups=setups)
 
 
-def run_costs(curves: pd.DataFrame) -> pd.DataFrame:
-    """Compute cost per env_id and setup (paper order), from each run's last ``wall_time_s``.
+def run_costs(curves: pd.DataFrame, setups: Sequence[str] | None = None) -> pd.DataFrame:
+    """Compute cost per env_id and setup (env, then ``setups`` order), from each run's last ``wall_time_s``.
 
     Columns: env_id, setup, runs, mean_s (mean wall time of one run), total_s (sum over runs),
     env_steps (mean agent steps of one run, summed over its agents). One row ``setup == "all"`` per
@@ -124,7 +134,7 @@ def run_costs(curves: pd.DataFrame) -> pd.DataFrame:
     rows = per_run.groupby(["env_id", "setup"]).agg(
         runs=("wall", "size"), mean_s=("wall", "mean"), total_s=("wall", "sum"), env_steps=("steps", "mean")
     )
-    out = paper_order(rows.reset_index())
+    out = paper_order(rows.reset_index(), setups=setups)
     totals = (
         out.groupby("env_id", sort=False).agg(runs=("runs", "sum"), total_s=("total_s", "sum")).reset_index()
     )
@@ -149,8 +159,8 @@ def per_seed_final(final: pd.DataFrame) -> pd.DataFrame:
 def table1(
     final: pd.DataFrame,
     paper: pd.DataFrame | None = None,
-    envs: Sequence[str] = ENVS,
-    setups: Sequence[str] = SETUPS,
+    envs: Sequence[str] | None = None,
+    setups: Sequence[str] | None = None,
     confidence: float = CONFIDENCE,
     method: str = CI_METHOD,
     n_boot: int = N_BOOT,
@@ -158,13 +168,18 @@ def table1(
 ) -> pd.DataFrame:
     """Table 1 in long form, one row per (env_id, setup) of ``envs`` x ``setups`` (plus extra envs found).
 
-    mean = mean over seeds of the per-seed mean final evaluation return (10 episodes per seed);
-    sd = sample sd over seeds; ci_low/ci_high = interval of the mean over seeds by ``method`` ('t',
-    the default; 'percentile' or 'bca': scipy's bootstrap with ``n_boot`` resamples and ``seed``;
-    NaN with fewer than 2 seeds); n_seeds = seeds found (0: setup missing from the data). With
-    ``paper`` (long, from :func:`load_paper_table`), adds the paper's value and its achievability flag.
+    ``envs``: default the paper's environments present in ``final``, in the paper's order;
+    ``setups``: default the setups present (the paper's five in its order, then the others; a
+    profile's order is ``ProfileData.order``). mean = mean over seeds of the per-seed mean final
+    evaluation return (10 episodes per seed); sd = sample sd over seeds; ci_low/ci_high = interval
+    of the mean over seeds by ``method`` ('t', the default; 'percentile' or 'bca': scipy's bootstrap
+    with ``n_boot`` resamples and ``seed``; NaN with fewer than 2 seeds); n_seeds = seeds found (0:
+    setup missing from the data). With ``paper`` (long, from :func:`load_paper_table`), adds the
+    paper's value (NaN for a setup or env the paper does not have) and its achievability flag.
     """
     ps = per_seed_final(final)
+    envs = present_envs(ps, envs)
+    setups = list(setups) if setups is not None else present_setups(final)
     return _table_of_means(ps, "mean_return", paper, envs, setups, confidence, method, n_boot, seed)
 
 
@@ -224,7 +239,8 @@ def format_cell(row: pd.Series, decimals: int = 2) -> str:
 def table1_wide(table: pd.DataFrame, decimals: int = 2, with_paper: bool = True) -> pd.DataFrame:
     """Table 1 for display: rows = environments, columns = setup labels, cells as strings.
 
-    Each cell is ``ours [95% CI] / paper`` (the paper value marked ``†`` if outside the achievable range).
+    Each cell is ``ours [95% CI] / paper`` where the paper has a value (marked ``†`` if outside the
+    achievable range), else ``ours [95% CI]``. Columns in the table's setup order.
     """
     envs = list(dict.fromkeys(table["env_id"]))
     setups = list(dict.fromkeys(table["setup"]))
@@ -234,12 +250,11 @@ def table1_wide(table: pd.DataFrame, decimals: int = 2, with_paper: bool = True)
         for env in envs:
             row = table[(table["env_id"] == env) & (table["setup"] == setup)].iloc[0]
             cell = format_cell(row, decimals)
-            if with_paper and "paper" in table.columns:
-                p = row["paper"]
+            if with_paper and "paper" in table.columns and pd.notna(row["paper"]):
                 mark = "" if row.get("paper_achievable", True) else "†"
-                cell += f" / {_fmt(float(p), decimals)}{mark}"
+                cell += f" / {_fmt(float(row['paper']), decimals)}{mark}"
             col.append(cell)
-        data[SETUP_LABELS.get(setup, setup)] = col
+        data[setup_label(setup)] = col
     return pd.DataFrame(data)
 
 
@@ -287,16 +302,18 @@ def save_table1(table: pd.DataFrame, out_dir: str | os.PathLike, decimals: int =
 # Selection check
 
 
-def selection_check(final: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
+def selection_check(
+    final: pd.DataFrame, curves: pd.DataFrame | None = None, setups: Sequence[str] | None = None
+) -> pd.DataFrame:
     """How well the selected checkpoints' validation returns predicted their final evaluation.
 
     Selection takes the highest validation return of many (agents x rounds) checkpoints, each
     validated on a few fixed episodes, so the winner's validation return overestimates its
-    evaluation (the winner's curse). Per env_id and setup (paper order): n_seeds, ``val_selected``
-    (mean over seeds of the selected checkpoint's validation return), ``eval`` (mean over seeds of
-    its mean evaluation return, as Table 1), ``gap`` = eval - val_selected, ``seeds_below`` (seeds
-    whose evaluation mean is below their selected validation return), ``worst_episode`` (the
-    lowest single evaluation episode), and where the environment has a failure return
+    evaluation (the winner's curse). Per env_id and setup (env, then ``setups`` order): n_seeds,
+    ``val_selected`` (mean over seeds of the selected checkpoint's validation return), ``eval``
+    (mean over seeds of its mean evaluation return, as Table 1), ``gap`` = eval - val_selected,
+    ``seeds_below`` (seeds whose evaluation mean is below their selected validation return),
+    ``worst_episode`` (the lowest single evaluation episode), and where the environment has a failure return
     (``FAILURE_RETURNS``: Acrobot, Taxi) ``failed_episodes`` (evaluation episodes at or below it,
     over all seeds) and ``eval_others`` (the mean of the other episodes); elsewhere 0 and ``eval``.
     With ``curves``, ``tied``: checkpoints per run whose validation return equals the selected one
@@ -340,7 +357,7 @@ def selection_check(final: pd.DataFrame, curves: pd.DataFrame | None = None) -> 
         tied = tied.rename("tied").reset_index().groupby(["env_id", "setup"], sort=False)["tied"].mean()
         rows = rows.merge(tied.reset_index(), on=["env_id", "setup"], how="left")
         cols.append("tied")
-    return paper_order(rows[cols])
+    return paper_order(rows[cols], setups=setups)
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,7 +398,7 @@ def seeds_for_width(table: pd.DataFrame, widths: Sequence[float] = (0.05, 0.10))
 def table1_population(
     pop: pd.DataFrame,
     envs: Sequence[str] = ENVS,
-    setups: Sequence[str] = SETUPS,
+    setups: Sequence[str] | None = None,
     confidence: float = CONFIDENCE,
 ) -> pd.DataFrame:
     """Table 1 without selection: per run, the mean return of *all* its final agents.
@@ -390,7 +407,8 @@ def table1_population(
     return; rows with a negative agent index are not final agents and are left out). Per run: the
     mean over its agents of each agent's mean return, and its agents' spread
     (:func:`collab.analysis.stats.pair_spread`: the expected sd of two of its agents). Per cell: as
-    :func:`table1` (t-interval over seeds), plus the mean agent_spread. Empty when ``pop`` has no rows.
+    :func:`table1` (t-interval over seeds), plus the mean agent_spread. ``setups``: their order
+    (default: those present, the paper's five first). Empty when ``pop`` has no rows.
     """
     cols = ["env_id", "env_id_paper", "setup", "n_seeds", "mean", "sd", "ci_low", "ci_high", "agent_spread"]
     pop = pop[pop["agent"] >= 0] if len(pop) else pop
@@ -403,13 +421,16 @@ def table1_population(
     per_run = pd.concat([g.mean().rename("mean_return"), g.agg(pair_spread).rename("spread")], axis=1)
     per_run = per_run.reset_index()
     found = [e for e in envs if e in set(per_run["env_id"])]
-    out = _table_of_means(per_run, "mean_return", None, found, setups, confidence)
+    order = present_setups(per_run, setups)
+    out = _table_of_means(per_run, "mean_return", None, found, order, confidence)
     out = out[out["n_seeds"] > 0]
     spread = per_run.groupby(["env_id", "setup"])["spread"].mean().rename("agent_spread").reset_index()
     return out.merge(spread, on=["env_id", "setup"], how="left")[cols].reset_index(drop=True)
 
 
-def table1_beside(best: pd.DataFrame, population: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+def table1_beside(
+    best: pd.DataFrame, population: pd.DataFrame, decimals: int = 2, setups: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The best-checkpoint Table 1 and the selection-free one, cell by cell (cells as strings).
 
     Columns: env_id, setup, best_checkpoint, all_final_agents ('mean [lo, hi]'), difference (all
@@ -442,4 +463,4 @@ def table1_beside(best: pd.DataFrame, population: pd.DataFrame, decimals: int = 
                 "agent_spread": r["agent_spread"],
             }
         )
-    return paper_order(pd.DataFrame(rows, columns=cols))
+    return paper_order(pd.DataFrame(rows, columns=cols), setups=setups)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
-from collab.results import aggregate_runs, is_complete_run  # noqa: E402
+from collab.results import aggregate_runs, atomic_write_text, is_complete_run  # noqa: E402
 
-PROFILES = ("smoke", "reduced", "paper")
+PROFILES = ("smoke", "reduced", "paper", "study")
 NOTEBOOKS = ("table1", "figures")
 
 
@@ -42,6 +43,13 @@ def main(profile: str) -> int:
     for d in (data_dir, fig_dir, nb_dir):
         d.mkdir(parents=True, exist_ok=True)
     aggregate_runs(runs, data_dir)
+    config = REPO / "workflow" / "config" / f"{profile}.yaml"
+    if config.exists():  # the setups in config order, as the workflow's aggregation writes them
+        import yaml
+        from grid import load_grid
+
+        grid = load_grid(yaml.safe_load(config.read_text()), source=str(config), check_env=False)
+        atomic_write_text(data_dir / "setups.json", grid.setups_json())
     print(f"{len(runs)} finished runs of profile {profile} -> {data_dir.relative_to(REPO)}")
     for name in NOTEBOOKS:
         cmd = [
