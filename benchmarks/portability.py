@@ -26,25 +26,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from collab.numerics import LESSER_CPUS
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results"
 
-#: Environment variables that make this machine's libraries choose the kernels of a lesser CPU.
-SETTINGS: dict[str, dict[str, str]] = {
-    "unrestricted": {},
-    "ATen avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
-    "ATen default": {"ATEN_CPU_CAPABILITY": "default"},
-    "MKL AVX2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
-    "MKL SSE4.2": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
-    "oneDNN AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "NumPy AVX2": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"},
-    "all AVX2": {
-        "ATEN_CPU_CAPABILITY": "avx2",
-        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-        "ONEDNN_MAX_CPU_ISA": "AVX2",
-        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
-    },
-}
+#: Dispatch settings: this machine's own kernels, then those of lesser CPUs.
+SETTINGS: dict[str, dict[str, str]] = {"unrestricted": {}, **LESSER_CPUS}
 
 #: One short collaborative experiment per environment: long enough for chaos to spread a
 #: last-bit difference into the returns, short enough to run many times.

@@ -192,3 +192,21 @@ NATIVE_KEY = ("cpu_vendor", "cpu_model", "cpu_isa", "torch_cpu_capability", "mkl
 def same_native_kernels(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two fingerprints run the same native kernels (see :data:`NATIVE_KEY`)."""
     return all(a.get(k) == b.get(k) for k in NATIVE_KEY)
+
+
+#: Environment variables under which one machine's libraries pick the kernels of a lesser CPU
+#: (used by ``benchmarks/portability.py`` and the tests to imitate other machines).
+LESSER_CPUS: dict[str, dict[str, str]] = {
+    "ATen avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "ATen default": {"ATEN_CPU_CAPABILITY": "default"},
+    "MKL AVX2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "MKL SSE4.2": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+    "oneDNN AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "NumPy AVX2": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"},
+    "all AVX2": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    },
+}
