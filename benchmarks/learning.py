@@ -1,4 +1,4 @@
-"""Single-agent learning check at a full budget (issue 2): train one PPO agent, report what it reaches.
+"""Single-agent learning check at a full budget: train one PPO agent, report what it reaches.
 
 Usage: python benchmarks/learning.py ENV_ID EPISODES VALIDATE_EVERY [THRESHOLD] [ppo.FIELD=VALUE ...]
 Writes benchmarks/results/learning_<ENV_ID>[_<FIELD>-<VALUE>...].{csv,md} (the curve; overrides

@@ -1,6 +1,7 @@
 """Returns of a uniform random policy per environment: the floor that learning is judged against.
 
 Usage: python benchmarks/random_policy.py [ENV_ID ...] [--episodes N]
+       python benchmarks/random_policy.py --taxi-delivery [--delivery-episodes N]
 
 Each environment is built as training builds it (``PopulationEnv`` with the environment's PPO
 preprocessing: CarRacing's frame skip 2; Taxi's action masks), and every episode runs to its end
@@ -8,6 +9,11 @@ preprocessing: CarRacing's frame skip 2; Taxi's action masks), and every episode
 uniform over the actions (Taxi: also uniform over the legal actions only, the masked agents' choice
 set). Episodes are seeded apart from training, validation and evaluation (purpose ``"random"``).
 Writes ``benchmarks/results/random_policy.{csv,md}`` and prints the table.
+
+``--taxi-delivery``: instead, how often a (near-)random Taxi policy delivers its passenger within the
+200-step limit: a uniform policy over the six actions, and policies that use pick-up and drop-off
+with probability p each (moves share the rest), the way an unmasked agent's policy drifts
+(``docs/method.md``). Writes ``benchmarks/results/taxi_delivery.{csv,md}``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
@@ -60,12 +67,68 @@ def random_returns(env_id: str, episodes: int, masked: bool = False, seed: int =
     return out
 
 
+def delivery_rate(p_each: float | None, episodes: int, seed: int = 0) -> tuple[float, float]:
+    """Taxi-v4: (fraction of episodes that deliver within 200 steps, mean return) of a policy that
+    picks up and drops off with probability ``p_each`` each (None: uniform over the six actions)."""
+    env = gym.make("Taxi-v4")
+    rng = np.random.default_rng(seed)
+    delivered, returns = 0, []
+    for ep in range(episodes):
+        env.reset(seed=seed * 1_000_003 + ep)
+        total = 0.0
+        for _ in range(200):
+            if p_each is None:
+                a = int(rng.integers(6))
+            else:
+                a = 4 + int(rng.integers(2)) if rng.random() < 2 * p_each else int(rng.integers(4))
+            _, r, term, trunc, _ = env.step(a)
+            total += float(r)
+            if term:
+                delivered += 1
+                break
+            if trunc:
+                break
+        returns.append(total)
+    env.close()
+    return delivered / episodes, float(np.mean(returns))
+
+
+def taxi_delivery(episodes: int, out: Path) -> int:
+    """The delivery-rate table (``--taxi-delivery``): writes ``taxi_delivery.{csv,md}``, prints it."""
+    rows = []
+    for p in (None, 0.05, 0.01, 0.001):
+        rate, mean = delivery_rate(p, episodes)
+        policy = "uniform (1/6 each)" if p is None else f"pick-up, drop-off {p:g} each"
+        rows.append({"policy": policy, "episodes": episodes, "delivered": rate, "mean_return": mean})
+        print(f"{policy:30s} delivered {rate:6.1%}, mean return {mean:7.1f}", flush=True)
+    df = pd.DataFrame(rows)
+    atomic_write_csv(out / "taxi_delivery.csv", df.round(4))
+    shown = df.assign(delivered=[f"{x:.1%}" for x in df["delivered"]])
+    md = (
+        "# Taxi-v4: deliveries of near-random policies\n\n`python benchmarks/random_policy.py "
+        f"--taxi-delivery --delivery-episodes {episodes}` (seed 0; 200-step limit; a delivery ends the "
+        "episode).\n\n" + markdown_table(shown, ".1f")
+    )
+    atomic_write_text(out / "taxi_delivery.md", md)
+    print()
+    print(md)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("envs", nargs="*", default=list(PAPER_ENVS))
     p.add_argument("--episodes", type=int, default=30, help="episodes per environment (CarRacing: a third)")
+    p.add_argument(
+        "--taxi-delivery", action="store_true", help="how often near-random Taxi policies deliver, instead"
+    )
+    p.add_argument("--delivery-episodes", type=int, default=2000, help="episodes per --taxi-delivery policy")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    if args.taxi_delivery:
+        if args.delivery_episodes < 1:
+            sys.exit(f"--delivery-episodes={args.delivery_episodes} is not allowed: at least 1")
+        return taxi_delivery(args.delivery_episodes, args.out)
     if args.episodes < 2:
         sys.exit(f"--episodes={args.episodes} is not allowed: at least 2")
     torch.set_num_threads(1)

@@ -5,7 +5,8 @@ Two backends give the same layout and the same *next-step autoreset* semantics:
 * ``envpool``: all n*m environments in one C++ pool. ``backend="auto"`` picks it (where installed)
   only for the ids in :data:`ENVPOOL_TESTED`, whose equivalence with Gymnasium (spaces, time limits,
   ``max_episode_steps`` honoured, step layout) ``tests/test_envs.py`` checks; any other id runs on
-  Gymnasium unless ``backend="envpool"`` asks for envpool.
+  Gymnasium unless ``backend="envpool"`` asks for envpool (:mod:`collab.envpool_backend`, which
+  also resets and steps the pool without envpool's Python layer).
 * ``gymnasium``: ``gymnasium.vector.SyncVectorEnv`` with ``AutoresetMode.NEXT_STEP`` (the reference).
 
 Next-step autoreset: the step that ends an episode returns the episode's *final* observation;
@@ -15,8 +16,8 @@ that reset step invalid (see :mod:`collab.ppo`). An episode ends exactly where t
 
 Time limits: every episode is bounded. The limit is ``max_episode_steps`` where given, else the
 id's registered Gymnasium time limit; an id with neither (e.g. CliffWalking-v1) is refused with a
-:class:`ConfigError` asking for ``max_episode_steps`` (:func:`time_limit`). The Gymnasium backend
-wraps every environment in that ``TimeLimit``; envpool is given the same limit, and
+:class:`ConfigError` asking for ``max_episode_steps`` (:func:`collab.spaces.time_limit`). The
+Gymnasium backend wraps every environment in that ``TimeLimit``; envpool is given the same limit, and
 :class:`PopulationEnv` itself checks that every episode ends within it, raising
 :class:`EpisodeLimitError` instead of stepping on where a backend ignores it (envpool's
 CliffWalking does).
@@ -36,18 +37,16 @@ has an ``action_mask(state)`` method (Taxi: moves into walls and illegal pick-up
 masked), :meth:`PopulationEnv.action_mask` gives the legal actions of every current state, from a
 table built once with Gymnasium's own method, so both backends mask identically.
 
-Seeds: environment j of agent a gets ``derive_seed(seed, purpose, a, j)``; validation and
-evaluation environments use ``agent_offset=None`` so every agent meets the same episodes.
+Seeds: environment j of agent a gets ``derive_seed(seed, purpose, a, j)``; with ``shared_seeds``
+(validation, evaluation) ``derive_seed(seed, purpose, j)``, so every agent meets the same episodes.
+
+The checks of environment ids and the preprocessed layout (:class:`EnvSpec`) live in
+:mod:`collab.spaces`; their names are importable from here as well.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -55,16 +54,41 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from collab.config import PAPER_ENVS, ConfigError, PPOConfig
+from collab.config import PPOConfig
+from collab.envpool_backend import (
+    ENVPOOL_IDS,
+    ENVPOOL_TESTED,
+    EnvpoolDirect,
+    envpool_ids,
+    keep_plotting_env,
+    make_pool,
+    resolve_backend,
+)
+from collab.spaces import (
+    EnvSpec,
+    action_mask_table,
+    check_action_masks,
+    check_env_id,
+    env_spec,
+    time_limit,
+)
 
-#: Our id -> envpool's id, where they differ but are the same task. Gymnasium 1.3 renamed Taxi-v3
-#: to Taxi-v4 only to fix the optional is_rainy / fickle_passenger modes (off by default).
-ENVPOOL_IDS = {"Taxi-v4": "Taxi-v3"}
-#: Ids that ``backend="auto"`` runs on envpool: those whose equivalence with Gymnasium is tested
-#: (tests/test_envs.py: spaces, default time limit, ``max_episode_steps`` honoured, step layout).
-ENVPOOL_TESTED = frozenset((*PAPER_ENVS, "CartPole-v1"))
-#: Environment variables envpool's import sets for its own use; restored after importing it.
-_ENV_VARS_ENVPOOL_SETS = ("MPLBACKEND", "MPLCONFIGDIR")
+__all__ = [
+    "ENVPOOL_IDS",
+    "ENVPOOL_TESTED",
+    "EnvSpec",
+    "EpisodeLimitError",
+    "PopulationEnv",
+    "action_mask_table",
+    "check_action_masks",
+    "check_env_id",
+    "derive_seed",
+    "env_spec",
+    "envpool_ids",
+    "keep_plotting_env",
+    "resolve_backend",
+    "time_limit",
+]
 
 
 def derive_seed(seed: int, purpose: str, *indices: int) -> int:
@@ -74,225 +98,8 @@ def derive_seed(seed: int, purpose: str, *indices: int) -> int:
     return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
 
 
-@contextlib.contextmanager
-def keep_plotting_env() -> Iterator[None]:
-    """Restore MPLBACKEND / MPLCONFIGDIR on exit: envpool sets MPLBACKEND=Agg when imported, which
-    would silence the user's (e.g. Jupyter's inline) plotting and that of kernels started later."""
-    saved = {k: os.environ.get(k) for k in _ENV_VARS_ENVPOOL_SETS}
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@functools.lru_cache(maxsize=1)
-def envpool_ids() -> frozenset[str] | None:
-    """Environment ids envpool offers, or None when envpool is not installed (warns once)."""
-    with keep_plotting_env():
-        try:
-            # envpool imports matplotlib with MPLBACKEND=Agg; importing it first keeps the backend
-            # the user's (e.g. Jupyter's inline backend)
-            import matplotlib  # noqa: F401
-        except ImportError:
-            pass
-        try:
-            import envpool  # noqa: F401
-        except ImportError:
-            warnings.warn(
-                "envpool is not installed: using gymnasium.vector (slower, same results layout)",
-                stacklevel=2,
-            )
-            return None
-    import envpool
-
-    return frozenset(envpool.list_all_envs())
-
-
 class EpisodeLimitError(RuntimeError):
     """An environment ran an episode past its time limit: its backend does not honour the limit."""
-
-
-def resolve_backend(env_id: str, backend: str = "auto") -> str:
-    """The backend that will run ``env_id``.
-
-    ``"auto"``: envpool where installed and ``env_id`` is in :data:`ENVPOOL_TESTED`, else Gymnasium;
-    ``"envpool"``: envpool for any id it has (ConfigError where it has not); ``"gymnasium"``: Gymnasium.
-    """
-    wants = backend == "envpool" or (backend == "auto" and env_id in ENVPOOL_TESTED)
-    ep = envpool_ids() if wants else None
-    has = ep is not None and ENVPOOL_IDS.get(env_id, env_id) in ep
-    if backend == "envpool" and not has:
-        raise ConfigError(
-            f"backend='envpool' is not allowed for env_id={env_id!r}: envpool "
-            + ("is not installed" if ep is None else "has no such environment")
-            + "; use backend='gymnasium' or 'auto'"
-        )
-    return "envpool" if has else "gymnasium"
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """What a network needs to know about an environment after preprocessing."""
-
-    env_id: str
-    obs_kind: str  # "vector" | "onehot" | "pixels"
-    obs_shape: tuple[int, ...]
-    discrete: bool
-    action_dim: int  # number of actions (discrete) or action vector length (continuous)
-    action_low: tuple[float, ...] = ()
-    action_high: tuple[float, ...] = ()
-
-
-@functools.lru_cache(maxsize=64)
-def _gym_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
-    env = gym.make(env_id)
-    try:
-        return env.observation_space, env.action_space
-    finally:
-        env.close()
-
-
-def check_env_id(env_id: str) -> None:
-    """Raise ConfigError unless ``env_id`` is a Gymnasium id with Box/Discrete spaces."""
-    if not isinstance(env_id, str) or env_id not in gym.registry:
-        known = ", ".join(["Acrobot-v1", "Pendulum-v1", "BipedalWalker-v3", "LunarLander-v3"])
-        raise ConfigError(
-            f"env_id={env_id!r} is not allowed: a registered Gymnasium id "
-            f"(e.g. {known}, CarRacing-v3, Taxi-v4)"
-        )
-    try:
-        obs_space, act_space = _gym_spaces(env_id)
-    except Exception as e:  # missing optional dependency, e.g. box2d or mujoco
-        raise ConfigError(f"env_id={env_id!r} is not allowed: it cannot be created here ({e})") from e
-    if not isinstance(obs_space, (gym.spaces.Box, gym.spaces.Discrete)):
-        raise ConfigError(
-            f"env_id={env_id!r} is not allowed: observation space {obs_space} is not Box or Discrete"
-        )
-    if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
-        raise ConfigError(
-            f"env_id={env_id!r} is not allowed: action space {act_space} is not Box or Discrete"
-        )
-
-
-@functools.lru_cache(maxsize=16)
-def action_mask_table(env_id: str) -> np.ndarray | None:
-    """Legal actions per state, bool ``[n_states, n_actions]``, or None where the environment has none.
-
-    Defined for Discrete-state, Discrete-action environments whose unwrapped Gymnasium class has an
-    ``action_mask(state)`` method (Taxi); built by calling it for every state.
-    """
-    check_env_id(env_id)
-    obs_space, act_space = _gym_spaces(env_id)
-    if not isinstance(obs_space, gym.spaces.Discrete) or not isinstance(act_space, gym.spaces.Discrete):
-        return None
-    env = gym.make(env_id)
-    try:
-        fn = getattr(env.unwrapped, "action_mask", None)
-        if not callable(fn):
-            return None
-        table = np.stack([np.asarray(fn(s), dtype=bool) for s in range(int(obs_space.n))])
-    finally:
-        env.close()
-    table.setflags(write=False)
-    return table
-
-
-def time_limit(env_id: str, max_episode_steps: int | None = None, frame_skip: int = 1) -> int:
-    """The episode time limit (frames) of ``env_id``: ``max_episode_steps``, else its registered one.
-
-    Raises ConfigError where there is neither: an episode of such an environment (CliffWalking-v1
-    under a poor policy) could last arbitrarily long and stall training, so the limit must be chosen.
-    Also where the limit is shorter than ``frame_skip``: episodes would end inside the reset step
-    and never count.
-    """
-    limit = max_episode_steps
-    if limit is None:
-        check_env_id(env_id)
-        limit = gym.spec(env_id).max_episode_steps
-        if limit is None:
-            raise ConfigError(
-                f"max_episode_steps=None is not allowed for env_id={env_id!r}: it registers no time "
-                "limit, so an episode could run forever; an integer >= 1 (e.g. max_episode_steps=200)"
-            )
-    if limit < frame_skip:
-        raise ConfigError(
-            f"max_episode_steps={limit} is not allowed with frame_skip={frame_skip}: an integer >= frame_skip"
-        )
-    return int(limit)
-
-
-def check_action_masks(env_id: str) -> None:
-    """Raise ConfigError unless ``env_id`` provides action masks (see :func:`action_mask_table`)."""
-    if action_mask_table(env_id) is None:
-        raise ConfigError(
-            f"ppo.mask_actions=True is not allowed for env_id={env_id!r}: only environments with "
-            "Discrete states and actions whose Gymnasium class has action_mask(state) (e.g. Taxi-v4)"
-        )
-
-
-def env_spec(env_id: str, frame_stack: int = 1, image_size: int = 64) -> EnvSpec:
-    """The preprocessed observation/action layout of ``env_id``."""
-    check_env_id(env_id)
-    obs_space, act_space = _gym_spaces(env_id)
-    if isinstance(obs_space, gym.spaces.Discrete):
-        kind, shape = "onehot", (int(obs_space.n),)
-    elif len(obs_space.shape) == 3 and obs_space.dtype == np.uint8:
-        kind, shape = "pixels", (frame_stack, image_size, image_size)
-    else:
-        kind, shape = "vector", (int(np.prod(obs_space.shape)),)
-    if isinstance(act_space, gym.spaces.Discrete):
-        return EnvSpec(env_id, kind, shape, True, int(act_space.n))
-    return EnvSpec(
-        env_id,
-        kind,
-        shape,
-        False,
-        int(np.prod(act_space.shape)),
-        tuple(float(x) for x in np.ravel(act_space.low)),
-        tuple(float(x) for x in np.ravel(act_space.high)),
-    )
-
-
-def _envpool_fast_step(
-    env: Any,
-) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None:
-    """envpool's ``step`` without its Python layer, or None where the pool's layout is not the known one.
-
-    ``env.step`` builds dictionaries and a pytree around the C++ ``_send``/``_recv`` on every call,
-    a measurable share of a training step on the fast environments (Acrobot). For a single-player
-    pool whose action keys are ``env_id, players.env_id, action`` (every environment of this package,
-    envpool 1.2.5), this sends the same arrays and reads the same fields: terminated = done & ~trunc,
-    as envpool's Gymnasium wrapper. Any other layout keeps ``env.step``.
-    """
-    try:
-        action_keys = list(env._spec._action_keys)
-        state_keys = list(env._state_keys)
-        dtype = env._spec._action_spec[-1][0]
-        players = env.config.get("max_num_players", 1)
-        ids = env.all_env_ids
-        send, recv = env._send, env._recv
-    except AttributeError:
-        return None
-    fields = ("obs", "reward", "done", "trunc")
-    if (
-        players != 1
-        or action_keys != ["env_id", "players.env_id", "action"]
-        or not set(fields) <= set(state_keys)
-    ):
-        return None
-    i_obs, i_rew, i_done, i_trunc = (state_keys.index(k) for k in fields)
-
-    def step(act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        send([ids, ids, act.astype(dtype, order="C")])
-        state = recv()
-        done, trunc = state[i_done], state[i_trunc]
-        return state[i_obs], state[i_rew], done & ~trunc, trunc
-
-    return step
 
 
 class PopulationEnv:
@@ -348,26 +155,15 @@ class PopulationEnv:
             for j in range(envs_per_agent)
         ]
         if self.backend == "envpool":
-            import envpool
-
-            with warnings.catch_warnings():  # envpool's Box spaces warn about float64 bounds
-                warnings.simplefilter("ignore", UserWarning)
-                self._env = envpool.make(
-                    ENVPOOL_IDS.get(env_id, env_id),
-                    env_type="gymnasium",
-                    num_envs=self.num,
-                    seed=self.seeds[0],
-                    env_seed=self.seeds,
-                    num_threads=num_threads,
-                    max_episode_steps=self.max_episode_steps,
-                )
+            self._env = make_pool(env_id, self.seeds, num_threads, self.max_episode_steps)
         else:
             limit = self.max_episode_steps
             self._env = gym.vector.SyncVectorEnv(
                 [functools.partial(gym.make, env_id, max_episode_steps=limit) for _ in range(self.num)],
                 autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
             )
-        self._fast_step = _envpool_fast_step(self._env) if self.backend == "envpool" else None
+        #: envpool's reset and step without its Python layer (None: the backend's own calls)
+        self._direct = EnvpoolDirect.of(self._env) if self.backend == "envpool" else None
         low = np.asarray(self.spec.action_low, dtype=np.float32)
         high = np.asarray(self.spec.action_high, dtype=np.float32)
         self._low, self._high = low, high
@@ -447,7 +243,9 @@ class PopulationEnv:
 
     def reset(self) -> torch.Tensor:
         """Reset every environment with its own seed; returns obs ``[n, m, *obs_shape]``."""
-        if self.backend == "envpool":
+        if self._direct is not None:
+            raw = self._direct.reset()
+        elif self.backend == "envpool":
             raw, _ = self._env.reset()
         else:
             raw, _ = self._env.reset(seed=self.seeds)
@@ -540,8 +338,8 @@ class PopulationEnv:
 
     def _raw_step(self, act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One step of the underlying pool: raw obs, reward, terminated, truncated."""
-        if self._fast_step is not None:
-            return self._fast_step(act)
+        if self._direct is not None:
+            return self._direct.step(act)
         raw, r, te, tr, _ = self._env.step(act)
         return raw, r, te, tr
 

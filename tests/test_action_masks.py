@@ -69,25 +69,70 @@ def test_masked_log_prob_and_entropy_hand_computed():
     assert logp_bad.item() < -1e7
 
 
-def _illegal_rewards(mask_actions: bool) -> int:
-    """Count -10 rewards (illegal pick-up/drop-off) of a fresh, near-uniform policy in 300 steps."""
+def _illegal_rewards(mask_actions: bool) -> tuple[int, np.ndarray]:
+    """-10 rewards (illegal pick-up/drop-off) of a fresh, near-uniform policy sampled for 300 steps
+    in 8 environments, and how often it took each action."""
     cfg = PPOConfig(mask_actions=mask_actions, hidden=16)
     env = PopulationEnv(TAXI, 2, 4, seed=3, action_masks=mask_actions)
     agents = PopulationPPO(env.spec, cfg, [1, 2])
     obs = env.reset()
     torch.manual_seed(0)
-    count = 0
+    count, taken = 0, np.zeros(6)
     for _ in range(300):
         action = agents.act(obs, deterministic=False, mask=env.action_mask())
+        taken += np.bincount(action.flatten().numpy(), minlength=6)
         obs, r, *_ = env.step(action)
         count += int((r == -10).sum())
     env.close()
-    return count
+    return count, taken / taken.sum()
 
 
 def test_masked_policy_never_takes_an_illegal_action():
-    assert _illegal_rewards(mask_actions=False) > 50  # the control: unmasked, ~1/3 of steps
-    assert _illegal_rewards(mask_actions=True) == 0
+    count, freq = _illegal_rewards(mask_actions=False)
+    # the control: sampled, the fresh policy takes every action about 1/6 of the time (its greedy
+    # action would repeat per state), so about a third of the steps try pick-up or drop-off
+    assert np.abs(freq - 1 / 6).max() < 0.03, freq
+    assert count > 0.25 * 2400
+    count, freq = _illegal_rewards(mask_actions=True)
+    assert count == 0 and freq[4] > 0 and freq[5] > 0  # pick-up and drop-off where legal only
+
+
+def _probabilities(agents: PopulationPPO, obs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    logits, _ = agents.net(agents.normalize_obs(obs))
+    return torch.softmax(agents._masked(logits, mask), -1)
+
+
+def test_act_samples_from_the_policy_unless_deterministic():
+    """``deterministic=False`` samples from the policy (frequencies match its probabilities), from the
+    generator given, without touching the agents' own generators; ``deterministic=True`` is greedy."""
+    env = PopulationEnv(TAXI, 2, 3, seed=1, action_masks=True)
+    agents = PopulationPPO(env.spec, PPOConfig(mask_actions=True, hidden=16), [1, 2])
+    agents.net.actor.l3.weight.data.mul_(100.0)  # a policy far from uniform: greedy != sampled
+    obs, mask = env.reset(), env.action_mask()
+    env.close()
+    probs = _probabilities(agents, obs, mask)
+    own = [g.get_state() for g in agents.gens]
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([agents.act(obs, False, mask, generator=gen) for _ in range(4000)])
+    freq = torch.nn.functional.one_hot(draws, 6).float().mean(0)
+    assert (freq - probs).abs().max() < 0.03, (freq, probs)
+    assert bool(freq[~mask].eq(0).all())  # never an illegal action
+    assert all(torch.equal(g.get_state(), s) for g, s in zip(agents.gens, own, strict=True))
+    again = torch.Generator().manual_seed(0)
+    assert torch.equal(agents.act(obs, False, mask, generator=again), draws[0])  # reproducible
+    assert torch.equal(agents.act(obs, True, mask), probs.argmax(-1))
+
+
+def test_act_samples_continuous_actions_around_the_mean():
+    env = PopulationEnv("Pendulum-v1", 2, 2, seed=1)
+    agents = PopulationPPO(env.spec, PPOConfig(hidden=16, log_std_init=-0.5), [1, 2])
+    obs = env.reset()
+    env.close()
+    mean = agents.act(obs, deterministic=True)
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([agents.act(obs, deterministic=False, generator=gen) for _ in range(4000)])
+    assert torch.allclose(draws.mean(0), mean, atol=0.05)
+    assert torch.allclose(draws.std(0), torch.full_like(mean, math.exp(-0.5)), atol=0.05)
 
 
 def test_masked_rollout_and_update_stay_finite_and_deterministic():

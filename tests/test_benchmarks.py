@@ -39,6 +39,19 @@ def test_random_policy_rejects_too_few_episodes(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_random_policy_taxi_delivery(tmp_path):
+    """--taxi-delivery: a uniform Taxi policy sometimes delivers; one that almost never picks up or
+    drops off does not; the table is written."""
+    rp = _load("random_policy")
+    rate, mean = rp.delivery_rate(None, 100)
+    assert 0 < rate < 0.2 and mean < -200  # illegal pick-ups/drop-offs cost -10 each
+    assert rp.delivery_rate(0.001, 20) == (0.0, rp.delivery_rate(0.001, 20)[1])
+    assert rp.delivery_rate(None, 100) == (rate, mean)  # seeded
+    assert rp.main(["--taxi-delivery", "--delivery-episodes", "5", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taxi_delivery.csv", "taxi_delivery.md"]
+    assert "pick-up, drop-off 0.05 each" in (tmp_path / "taxi_delivery.md").read_text()
+
+
 @pytest.mark.parametrize(
     "items,message",
     [
@@ -60,39 +73,31 @@ def test_throughput_overrides_apply():
     assert cfg.num_envs == 16 and cfg.anneal_lr is True and cfg.gae_lambda == 0.94  # the rest: Acrobot's
 
 
-def test_throughput_summarise_compiled_rows():
-    """With --compiled, the tables add compile_loss's rates and targets, computed like ours'."""
+def test_throughput_summarise_rates_and_ratios():
+    """The tables' ratios: ours / SB3, raw stepping / SB3, ours / raw, and the scaling with n."""
     import pandas as pd
 
     tp = _load("throughput")
     rates = {  # (kind, n) -> steps/s, made up so that every ratio is exact
-        ("raw_envpool", 1): 50.0, ("raw_population", 1): 40.0, ("ours", 1): 10.0, ("ours_compiled", 1): 12.0,
-        ("raw_envpool", 8): 400.0, ("raw_population", 8): 320.0, ("ours", 8): 40.0,
-        ("ours_compiled", 8): 80.0, ("sb3", 1): 5.0,
+        ("raw_envpool", 1): 50.0, ("raw_population", 1): 40.0, ("ours", 1): 10.0,
+        ("raw_envpool", 8): 400.0, ("raw_population", 8): 320.0, ("ours", 8): 40.0, ("sb3", 1): 5.0,
     }  # fmt: skip
     df = pd.DataFrame(
         [
             {"env_id": "Acrobot-v1", "kind": k, "n": n, "pool": 4 * n, "sps_median": v,
-             "env_step_share": 0.1, "update_share": 0.5}
+             "env_step_share": 0.1, "update_share": 0.5, "check_share": 0.001}
             for (k, n), v in rates.items()
         ]
     )  # fmt: skip
-    wide, targets = tp.summarise(df)
+    wide, ratios = tp.summarise(df)
     row8 = wide[wide["n"] == 8].iloc[0]
-    assert row8["compiled/ours"] == 2.0 and row8["compiled train/raw"] == 0.25
-    assert row8["compiled/SB3"] == 16.0 and row8["compiled n / compiled n=1"] == 80.0 / 12.0
-    t = targets.iloc[0]
-    assert t["ours n=8 / SB3 (>= 10, MLP envs)"] == "8.0x NOT met"
-    assert t["compile_loss: n=8 / SB3"] == "16.0x met"
-    assert t["compile_loss: train/raw, n=8"] == "0.25 NOT met"
-    assert t["compile_loss: n=8 / n=1"] == "6.7x met"
-    plain, _ = tp.summarise(df[df["kind"] != "ours_compiled"])
-    assert not any(c.startswith("compiled") for c in plain.columns)
-
-
-def test_throughput_compiled_needs_a_compiler(monkeypatch, tmp_path):
-    tp = _load("throughput")
-    monkeypatch.setattr(tp, "cpp_compiler", lambda: None)
-    with pytest.raises(SystemExit, match="--compiled: torch.compile needs a C\\+\\+ compiler"):
-        tp.main(["--compiled", "--quick", "--envs", "Acrobot-v1", "--out", str(tmp_path)])
-    assert not list(tmp_path.iterdir())
+    assert row8["ours/SB3"] == 8.0 and row8["train/raw"] == 0.125 and row8["ours n / ours n=1"] == 4.0
+    assert row8["pool envs"] == 32 and row8["checks share"] == "0.10%"
+    assert ratios.iloc[0].to_dict() == {
+        "env": "Acrobot-v1",
+        "ours n=8 / SB3": "8.0x",
+        "raw n=8 / SB3": "64.0x",
+        "train/raw, n=8": "0.12",
+        "train/raw, worst n": "0.12 (n=8)",
+        "ours n=8 / n=1": "4.0x",
+    }

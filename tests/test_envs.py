@@ -183,8 +183,9 @@ def test_envpool_worker_threads_do_not_change_results():
 
 
 @pytest.mark.parametrize("env_id", PAPER_ENVS)
-def test_envpool_fast_step_equals_envpool_step(env_id):
-    """The step that bypasses envpool's Python layer returns exactly what ``envpool.step`` returns."""
+def test_envpool_direct_calls_equal_envpool_reset_and_step(env_id):
+    """The reset and step that bypass envpool's Python layer return exactly what ``envpool.reset`` and
+    ``envpool.step`` return, for a first reset, every step and a reset in the middle of episodes."""
     if resolve_backend(env_id) != "envpool":
         pytest.skip("envpool not installed")
     ppo = ENV_PPO[env_id]
@@ -202,33 +203,53 @@ def test_envpool_fast_step_equals_envpool_step(env_id):
     else:
         actions = [torch.rand(2, 2, spec.action_dim, generator=gen) * 2 - 1 for _ in range(30)]
     runs, ended = [], 0
-    for fast in (True, False):
+    for direct in (True, False):
         env = PopulationEnv(env_id, 2, 2, seed=5, backend="envpool", **kw)
-        assert env._fast_step is not None  # every environment of the paper takes the fast path
-        if not fast:
-            env._fast_step = None  # envpool's own step
+        assert env._direct is not None  # every environment of the paper takes the direct path
+        if not direct:
+            env._direct = None  # envpool's own reset and step
         out = [env.reset()]
-        for a in actions:
+        for i, a in enumerate(actions):
             obs, r, te, tr, ep = env.step(a)
-            out += [
-                obs,
-                torch.from_numpy(r),
-                torch.from_numpy(te),
-                torch.from_numpy(tr),
-                torch.from_numpy(ep),
-            ]
+            out += [obs, *(torch.from_numpy(x) for x in (r, te, tr, ep))]
             ended += int((te | tr).sum())
+            if i == 20:
+                out.append(env.reset())  # mid-episode
         env.close()
         runs.append(out)
-    assert ended > 0  # the 12-step limit ends episodes: resets go through the same path
+    assert ended > 0  # the 12-step limit ends episodes: autoresets go through the same path
     for x, y in zip(*runs, strict=True):  # bit for bit
         torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
-def test_envpool_fast_step_declines_unknown_layouts():
-    from collab.envs import _envpool_fast_step
+def test_envpool_pool_resets_and_steps_without_warnings():
+    """A fresh pool's reset and step do not build envpool's Gymnasium spaces, whose float64 Box
+    bounds made Gymnasium warn on every new pool (every validation)."""
+    if resolve_backend("Pendulum-v1") != "envpool":
+        pytest.skip("envpool not installed")
+    import warnings
 
-    assert _envpool_fast_step(object()) is None  # not an envpool pool: envpool's own step is used
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        env = PopulationEnv("Pendulum-v1", 1, 2, seed=0, backend="envpool")
+        env.reset()
+        env.step(torch.zeros(1, 2, 1))
+        env.close()
+    assert [str(w.message) for w in record] == []
+    import envpool  # the control: envpool's own reset warns
+
+    pool = envpool.make("Pendulum-v1", env_type="gymnasium", num_envs=1)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        pool.reset()
+    pool.close()
+    assert any("precision lowered" in str(w.message) for w in record)
+
+
+def test_envpool_direct_calls_decline_unknown_layouts():
+    from collab.envpool_backend import EnvpoolDirect
+
+    assert EnvpoolDirect.of(object()) is None  # not an envpool pool: envpool's own calls are used
 
 
 def test_for_ppo_builds_the_pool_the_agents_expect():

@@ -1,4 +1,5 @@
-"""The package's structure: no import cycle between the modules of ``collab``, every subpackage installed."""
+"""The package's structure: no import cycle between the modules of ``collab``, no module over 500 lines,
+every subpackage installed."""
 
 from __future__ import annotations
 
@@ -143,3 +144,13 @@ def test_every_subpackage_is_installed() -> None:
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     packages = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert packages == set(listed)
+
+
+#: Lines a module of the package may have: past that, it holds more than one concept.
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_too_long() -> None:
+    lines = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
+    long = {name: n for name, n in lines.items() if n > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by concept): {long}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,6 @@ from collab.ppo import (
     NonFiniteError,
     PopulationPPO,
     RunningMeanStd,
-    cpp_compiler,
     evaluate,
     gae,
 )
@@ -170,6 +171,24 @@ def test_population_update_equals_single_agent_updates(kind):
             assert torch.allclose(tens[a], one.state_tensors()[name][0], atol=1e-5), (name, a)
 
 
+def test_per_agent_learning_rate_and_entropy_coefficient():
+    """``lr`` and ``ent_coef`` hold one value per agent: agent a trains as a one-agent population
+    configured with agent a's values."""
+    spec = SPECS["discrete"]
+    cfg = PPOConfig(num_envs=2, num_steps=16, num_minibatches=4, update_epochs=2, hidden=16)
+    values = [(5e-4, 0.0), (1e-3, 0.05), (2e-4, 0.2)]
+    pop = PopulationPPO(spec, cfg, [11, 22, 33])
+    pop.lr = torch.tensor([lr for lr, _ in values])
+    pop.ent_coef = torch.tensor([e for _, e in values])
+    obs, act, logp, adv, ret, valid = _random_rollout(spec, 3)
+    pop.update(obs, act, logp, adv, ret, valid)
+    for a, (seed, (lr, ent)) in enumerate(zip([11, 22, 33], values, strict=True)):
+        one = PopulationPPO(spec, dataclasses.replace(cfg, learning_rate=lr, ent_coef=ent), [seed])
+        sl = slice(a, a + 1)
+        one.update(obs[:, sl], act[:, sl], logp[:, sl], adv[:, sl], ret[:, sl], valid[:, sl])
+        torch.testing.assert_close(pop.flat[a], one.flat[0], rtol=0, atol=1e-6)
+
+
 class _RefAgent(nn.Module):
     """CleanRL's MLP agent (ppo.py), loaded with one population agent's weights."""
 
@@ -286,32 +305,6 @@ def test_short_learning_cartpole():
                 late[a].extend(stats.episode_returns[a])
     env.close()
     assert min(np.mean(r) for r in late) > 100, late
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile needs a C++ compiler")
-@pytest.mark.parametrize("env_id", ["Acrobot-v1", "Pendulum-v1"])
-def test_compiled_loss_matches_eager(env_id):
-    """``compile_loss=True`` (torch.compile of ``minibatch_loss``) trains the same agents as eager up
-    to the last bits, also on a rollout cut short by the quota (smaller minibatches, same graph)."""
-    from collab.config import ppo_config_for
-
-    cfg = ppo_config_for(env_id)
-    pops = []
-    for compiled in (False, True):  # 100-step episodes: the second rollout meets the quota [1, 2]
-        env = PopulationEnv.for_ppo(env_id, 2, cfg, seed=3, max_episode_steps=100)
-        seeds = [derive_seed(3, "agent", a) for a in range(2)]
-        pops.append((env, PopulationPPO(env.spec, cfg, seeds, compile_loss=compiled)))
-    initial = pops[0][1].flat.clone()
-    full = 2 * cfg.num_steps * cfg.num_envs  # agent steps of an uncut rollout (a few are resets)
-    for quota, cut in ((np.full(2, 10**9), False), (np.array([1, 2]), True)):
-        for env, agents in pops:  # cut: the episodes end at step 200 (Acrobot 72 of 128 steps in,
-            # Pendulum 44 of 256), so the rollout keeps well under 3/4 of its steps
-            assert (agents.collect_and_update(env, quota).steps.sum() < 0.75 * full) == cut
-        torch.testing.assert_close(pops[1][1].flat, pops[0][1].flat, rtol=0, atol=1e-6)
-    assert (pops[0][1].flat - initial).abs().max() > 1e-3  # the updates moved the parameters
-    for env, _ in pops:
-        env.close()
 
 
 def test_update_that_makes_parameters_non_finite_names_the_agent():
