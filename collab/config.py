@@ -313,8 +313,12 @@ class ExperimentConfig:
             return self
         return dataclasses.replace(self, ppo=ppo_config_for(self.env_id, self.ppo))
 
-    def validate(self, check_env: bool = True, check_out_dir: bool = True) -> ExperimentConfig:
-        """Check every field; raise ConfigError naming the first bad one. Returns ``self.resolved()``."""
+    def validate(self, check_out_dir: bool = True) -> ExperimentConfig:
+        """Check every field; raise ConfigError naming the first bad one. Returns ``self.resolved()``.
+
+        Field checks only: whether the environment exists, has a time limit and supports action
+        masks is checked by :func:`collab.spaces.check_experiment`, which :func:`collab.run_experiment`
+        calls after this."""
         check_choice("strategy", self.strategy, STRATEGIES)
         for name in ("n_agents", "episodes_per_agent", "validate_every", "eval_episodes", "val_episodes"):
             _check_positive_int(name, getattr(self, name))
@@ -355,21 +359,11 @@ class ExperimentConfig:
                 self.setup,
                 "None or a name of letters, digits, '_', '.', '-' (not starting with '.')",
             )
-        if check_env:
-            from collab.envs import check_env_id
-
-            check_env_id(self.env_id)
         if check_out_dir:
             check_writable(self.out_dir)
         cfg = self.resolved()
         assert cfg.ppo is not None
         cfg.ppo.validate()
-        if check_env:
-            from collab.envs import check_action_masks, time_limit
-
-            time_limit(self.env_id, self.max_episode_steps, cfg.ppo.frame_skip)
-            if cfg.ppo.mask_actions:
-                check_action_masks(self.env_id)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from collab.config import ConfigError
+from collab.config import ConfigError, ExperimentConfig, PPOConfig
 
 
 @dataclass(frozen=True)
@@ -137,3 +137,14 @@ def env_spec(env_id: str, frame_stack: int = 1, image_size: int = 64) -> EnvSpec
         tuple(float(x) for x in np.ravel(act_space.low)),
         tuple(float(x) for x in np.ravel(act_space.high)),
     )
+
+
+def check_experiment(cfg: ExperimentConfig) -> None:
+    """The checks of a validated configuration that need the environment: the id exists with
+    supported spaces, episodes have a time limit, and action masks are supported where asked for.
+    Raises ConfigError naming the value and what is allowed."""
+    assert isinstance(cfg.ppo, PPOConfig), "validate() the configuration first"
+    check_env_id(cfg.env_id)
+    time_limit(cfg.env_id, cfg.max_episode_steps, cfg.ppo.frame_skip)
+    if cfg.ppo.mask_actions:
+        check_action_masks(cfg.env_id)

@@ -42,6 +42,7 @@ from collab.policy import reevaluate
 from collab.ppo import NonFiniteError, PopulationPPO, evaluate
 from collab.results import frame, setup_name, write_run
 from collab.sharing import ShareEvent, UCBSharer
+from collab.spaces import check_experiment
 
 
 @dataclass
@@ -153,6 +154,7 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     the episode counts and what went non-finite; nothing is written then.
     """
     cfg = cfg.validate(check_out_dir=write)
+    check_experiment(cfg)
     numerics.apply(cfg.numerics)
     torch.set_num_threads(cfg.torch_threads)
     run = _Run(cfg, progress, write)

@@ -12,6 +12,7 @@ from collab.config import ConfigError, ExperimentConfig, PPOConfig, ppo_config_f
 from collab.envs import PopulationEnv, action_mask_table, envpool_ids
 from collab.networks import log_prob_entropy
 from collab.ppo import MASKED_LOGIT, PopulationPPO
+from collab.spaces import check_experiment
 
 TAXI = "Taxi-v4"
 
@@ -168,7 +169,7 @@ def test_mask_actions_config_checks(tmp_path):
     assert ppo_config_for("Acrobot-v1").mask_actions is False
     bad_env = ExperimentConfig(env_id="Acrobot-v1", out_dir=str(tmp_path), ppo=PPOConfig(mask_actions=True))
     with pytest.raises(ConfigError, match=r"ppo\.mask_actions=True.*Acrobot-v1"):
-        bad_env.validate()
+        check_experiment(bad_env.validate())
     with pytest.raises(ConfigError, match=r"ppo\.mask_actions=.yes."):
         PPOConfig(mask_actions="yes").validate()
     with pytest.raises(ConfigError, match=r"PopulationEnv|mask_actions"):

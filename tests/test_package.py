@@ -139,6 +139,20 @@ def test_paper_facts_are_plain_data() -> None:
     assert {n.split(".")[0] for n in names} <= set(sys.stdlib_module_names) | {"__future__"}, names
 
 
+def test_config_is_pure_data_and_field_checks() -> None:
+    """collab.config imports, anywhere in the module (functions included), only the standard library
+    and collab.paper: the checks that need environments live with the code that runs them."""
+    tree = ast.parse((PACKAGE / "config.py").read_text())
+    names = {
+        (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    outside = {n for n in names if n.split(".")[0] not in set(sys.stdlib_module_names) | {"__future__"}}
+    assert outside <= {"collab.paper"}, outside
+
+
 def test_every_subpackage_is_installed() -> None:
     """A subpackage missing from pyproject's [tool.setuptools] packages would be left out of a wheel."""
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]

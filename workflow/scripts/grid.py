@@ -20,6 +20,7 @@ import yaml
 
 from collab.config import SETUP_NAME, ConfigError, ExperimentConfig
 from collab.results import setup_name
+from collab.spaces import check_experiment
 
 #: Keys an environment's budget may set (the train notebook's parameters) ...
 BUDGET_KEYS = (
@@ -236,7 +237,9 @@ def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
                 )
                 try:
                     # The environment is checked once per environment (it builds one instance).
-                    cfg.validate(check_env=check_env and n == 0 and seed == seeds[0], check_out_dir=False)
+                    checked = cfg.validate(check_out_dir=False)
+                    if check_env and n == 0 and seed == seeds[0]:
+                        check_experiment(checked)
                 except ConfigError as err:
                     raise ConfigError(f"envs.{env_id} (setup {setup}, seed {seed}): {err}") from None
                 except TypeError as err:  # a value of a type the dataclass cannot take
