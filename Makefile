@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 CORES ?= 2
 PROFILE ?= smoke
 SNAKEMAKE_ARGS ?= --quiet rules
+# ENVS="Acrobot-v1 Pendulum-v1": run and analyse only these environments of the profile.
+ENVS ?=
+# The report `make report` fills: STUDY.md for the study profile, else REPRODUCTION.md.
+REPORT ?= $(if $(filter study,$(PROFILE)),STUDY.md,REPRODUCTION.md)
 PYTEST_ARGS ?=
 
 .PHONY: install smoke reduced paper workflow interim report dryrun test lint clean-smoke help
@@ -16,7 +20,8 @@ help:
 	@echo "make workflow PROFILE=reduced|paper CORES=N   - run another profile locally"
 	@echo "make dryrun PROFILE=...                       - list the jobs a profile would run"
 	@echo "make interim PROFILE=...                      - Table 1 and figures from the runs finished so far"
-	@echo "make report PROFILE=reduced                   - fill REPRODUCTION.md's tables from figures/reduced/"
+	@echo "make report PROFILE=reduced|study             - fill REPRODUCTION.md's (STUDY.md's) tables from figures/<profile>/"
+	@echo "  ENVS=\"Acrobot-v1 Pendulum-v1\" (workflow, dryrun): only these environments of the profile"
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed, got " + sys.version' \
@@ -28,7 +33,8 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 workflow: install
-	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile workflow/config/$(PROFILE).yaml $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile workflow/config/$(PROFILE).yaml \
+		$(if $(ENVS),--config only_envs="$(ENVS)") $(SNAKEMAKE_ARGS)
 	@echo
 	@echo "Done. Results: data/$(PROFILE)/{curves,final,sharing}.csv (one folder per run in data/$(PROFILE)/runs/)"
 	@echo "      Table 1 and Figures 1-3: figures/$(PROFILE)/"
@@ -49,12 +55,12 @@ paper:
 interim: install
 	$(BIN)/python workflow/scripts/interim.py $(PROFILE)
 
-# Fill the generated blocks of REPRODUCTION.md (Table 1, costs, claims) from figures/$(PROFILE)/.
+# Fill the generated blocks of $(REPORT) (REPRODUCTION.md; STUDY.md for the study) from figures/$(PROFILE)/.
 report: install
-	$(BIN)/python workflow/scripts/report.py $(PROFILE) REPRODUCTION.md
+	$(BIN)/python workflow/scripts/report.py $(PROFILE) $(REPORT)
 
 dryrun: install
-	$(BIN)/snakemake -n --configfile workflow/config/$(PROFILE).yaml
+	$(BIN)/snakemake -n --configfile workflow/config/$(PROFILE).yaml $(if $(ENVS),--config only_envs="$(ENVS)")
 
 lint: install
 	$(BIN)/ruff check .

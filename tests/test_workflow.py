@@ -140,8 +140,14 @@ BAD_CONFIGS = [
     (
         lambda c: c.update(agent_gifs="yes"),
         WorkflowConfigError,
-        "agent_gifs='yes' is not allowed: true or false",
+        "agent_gifs='yes' is not allowed: true, false or best_worst",
     ),
+    (
+        lambda c: c.update(only_envs=["Acrobot-v2"]),
+        WorkflowConfigError,
+        "only_envs=['Acrobot-v2'] is not allowed",
+    ),
+    (lambda c: c.update(only_envs=[]), WorkflowConfigError, "only_envs=[] is not allowed"),
 ]
 
 
@@ -340,3 +346,25 @@ def test_study_dry_run_lists_its_jobs(tmp_path: Path) -> None:
     runs = set(re.findall(r"data/study/runs/([\w.-]+)/([\w.-]+)/seed(\d+)/config\.json", out))
     assert {s for _, s, _ in runs} == set(study["setups"])
     assert ("Pendulum-v1", "collab8_sign_robust_1.05", "9") in runs
+    # agent_gifs: best_worst -> the best and the worst selected agent of each environment
+    gifs = set(re.findall(r"figures/study/agents/([\w.-]+)_(best|worst)\.gif", out))
+    assert gifs == {(e, w) for e in study["envs"] for w in ("best", "worst")}
+
+
+def test_only_envs_restricts_the_grid(tmp_path: Path) -> None:
+    """``--config only_envs=...`` runs and analyses only those environments (a string or a list)."""
+    configfile = ROOT / "workflow" / "config" / "study.yaml"
+    r = snakemake(tmp_path, "-n", "--configfile", str(configfile), "--config", "only_envs=Taxi-v4,Acrobot-v1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert job_counts(out)["train"] == 2 * 11 * 10
+    assert set(re.findall(r"data/study/runs/([\w.-]+)/", out)) == {"Taxi-v4", "Acrobot-v1"}
+    config = _base_config()  # smoke: the six environments, Acrobot first, Taxi last
+    for only, expected in [
+        ("Acrobot-v1", ["Acrobot-v1"]),
+        ("Taxi-v4, Acrobot-v1", ["Acrobot-v1", "Taxi-v4"]),
+        (["Taxi-v4", "Acrobot-v1"], ["Acrobot-v1", "Taxi-v4"]),
+    ]:
+        grid = load_grid({**config, "only_envs": only}, check_env=False)
+        assert grid.envs == expected  # in the config's order
+        assert {c.env_id for c in grid.cells} == set(expected)

@@ -23,7 +23,10 @@ One module per concept, every public name importable from here:
 - :mod:`collab.analysis.aggregate`: normalised scores and aggregate metrics across environments, and
   any setup against its matched-compute baseline and the paper's setting;
 - :mod:`collab.analysis.selectivity`: how often sharing setups copy, from how many sources, and by
-  how much the source led.
+  how much the source led;
+- :mod:`collab.analysis.study`: per environment, each setup against its baselines (matched compute,
+  the paper's setting, PBT) by the selected agent and by all final agents, with verdicts and the
+  seeds that would decide; the best and worst runs.
 """
 
 from __future__ import annotations
@@ -132,6 +135,15 @@ from collab.analysis.stats import (
     t_halfwidth,
     t_interval,
     welch_test,
+)
+from collab.analysis.study import (
+    MEASURES,
+    env_verdicts,
+    extreme_runs,
+    population_per_run,
+    study_pairs,
+    verdict_matrix,
+    verdict_summary,
 )
 from collab.analysis.tables import (
     achievability,
@@ -243,6 +255,13 @@ __all__ = [
     "RUN_SELECTIVITY_COLUMNS",
     "SELECTIVITY_MEASURES",
     "run_selectivity",
+    "MEASURES",
+    "extreme_runs",
+    "population_per_run",
+    "study_pairs",
+    "verdict_matrix",
+    "verdict_summary",
+    "env_verdicts",
     "save_selectivity",
     "selectivity",
     "SHARING_STRATEGIES",

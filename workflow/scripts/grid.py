@@ -42,9 +42,13 @@ RESOURCE_KEYS = ("runtime_min", "mem_mb")
 #: Keys a named setup may set: ExperimentConfig fields that are train-notebook parameters, except
 #: those the grid sets itself.
 SETUP_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"env_id", "seed", "out_dir", "setup"}
-#: ``agent_gifs: true``: after the grid, a GIF per environment of its first run's selected agent
-#: (``figures/<profile>/agents/<env>.gif``).
-TOP_KEYS = ("profile", "seeds", "setups", "defaults", "envs", "agent_gifs")
+#: ``agent_gifs``: after the grid, GIFs of selected agents in ``figures/<profile>/agents/``: ``true``,
+#: each environment's first run (``<env>.gif``); ``best_worst``, the runs whose selected agent scored
+#: highest and lowest in the final evaluation (``<env>_best.gif``, ``<env>_worst.gif``).
+AGENT_GIFS = (False, True, "best_worst")
+#: ``only_envs``: run and analyse only these of the config's environments (a list, or one id, or ids
+#: separated by commas or spaces): ``snakemake ... --config only_envs=Acrobot-v1,Pendulum-v1``.
+TOP_KEYS = ("profile", "seeds", "setups", "defaults", "envs", "agent_gifs", "only_envs")
 PAPER_SETUPS = (
     ("independent", 8),
     ("sequential", 8),
@@ -97,7 +101,7 @@ class Grid:
     setups: dict[str, dict[str, Any]]  # setup name -> its ExperimentConfig fields (strategy, n_agents, ...)
     envs: list[str]
     cells: list[Cell] = field(default_factory=list)
-    agent_gifs: bool = False
+    agent_gifs: bool | str = False
 
     def setups_json(self) -> str:
         """The setups in config order as JSON (``data/<profile>/setups.json``, read by the analysis)."""
@@ -154,6 +158,19 @@ def _load_setups(raw: Any) -> dict[str, dict[str, Any]]:
 
 def _bad(where: str, value: Any, allowed: str) -> WorkflowConfigError:
     return WorkflowConfigError(f"{where}={value!r} is not allowed: {allowed}")
+
+
+def _only_envs(envs: dict[str, Any], only: Any) -> dict[str, Any]:
+    """``envs`` restricted to ``only`` (None: all), in the config's order."""
+    if only is None:
+        return envs
+    names = re.split(r"[\s,]+", only.strip()) if isinstance(only, str) else only
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise _bad("only_envs", only, "a list of environment ids of envs, or one string of them")
+    unknown = [n for n in names if n not in envs]
+    if unknown:
+        raise _bad("only_envs", unknown, "environments of this config: " + ", ".join(envs))
+    return {e: v for e, v in envs.items() if e in names}
 
 
 def _is_int(v: Any) -> bool:
@@ -214,8 +231,9 @@ def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
             raise _bad(f"{where}.{key}", mapping[key], f"unset: {TRAIN_NOTEBOOK.name} has no parameter {key}")
 
     agent_gifs = config.get("agent_gifs", False)
-    if not isinstance(agent_gifs, bool):
-        raise _bad("agent_gifs", agent_gifs, "true or false")
+    if not any(agent_gifs is a or (isinstance(a, str) and agent_gifs == a) for a in AGENT_GIFS):
+        raise _bad("agent_gifs", agent_gifs, "true, false or best_worst")
+    envs = _only_envs(envs, config.get("only_envs"))
 
     grid = Grid(profile=profile, seeds=list(seeds), setups=setups, envs=list(envs), agent_gifs=agent_gifs)
     for env_id, overrides in envs.items():

@@ -1,0 +1,206 @@
+"""Per-environment verdicts: each setup against its baselines, by the selected agent and by all agents.
+
+For every environment and every pair (comparison, setup, baseline) of :func:`study_pairs` (the
+matched-compute independent baseline, the paper's setting ``collaborative_8``, and, for collaborative
+setups, the first PBT setup), the difference of the two setups' mean return over seeds with Welch's
+95% interval and p-value (the test's level measured at 5 and 10 seeds in ``benchmarks/coverage.py``),
+Holm's adjustment over all cells of one measure, a verdict (``better``, ``worse``, ``inconclusive``)
+and the seeds per setup that would decide an inconclusive cell if its difference and spread stayed
+as measured (:func:`collab.analysis.stats.seeds_to_decide`).
+
+Two measures of a run: ``selected``, the mean final evaluation return of its selected agent (Table
+1's per-seed value), and ``population``, the mean return of all its final agents re-evaluated
+(``population_eval.csv``; selection-free). :func:`extreme_runs` names the runs whose selected agent
+scored highest and lowest per environment (the agents ``agent_gifs: best_worst`` records).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from collab.analysis.aggregate import baseline_pairs
+from collab.analysis.io import RUN_KEYS
+from collab.analysis.setups import PAPER_SETTING
+from collab.analysis.stats import CONFIDENCE, holm, seed_values, seeds_to_decide, welch_test
+from collab.analysis.tables import per_seed_final, present_envs
+
+#: The two measures of a run the verdicts compare.
+MEASURES = ("selected", "population")
+VERDICT_COLUMNS = [
+    "measure", "env_id", "comparison", "setup", "baseline", "n_setup", "n_baseline", "setup_mean",
+    "baseline_mean", "difference", "ci_low", "ci_high", "p", "p_holm", "verdict", "verdict_holm",
+    "seeds_to_decide",
+]  # fmt: skip
+
+
+def study_pairs(
+    setups: Sequence[Mapping[str, Any]], reference: str | None = PAPER_SETTING
+) -> list[tuple[str, str, str]]:
+    """:func:`collab.analysis.aggregate.baseline_pairs` (matched compute, then ``vs <reference>``),
+    then every collaborative setup against the first PBT setup (``vs <pbt>``), where there is one;
+    a pair already listed the other way round is left out."""
+    pairs = baseline_pairs(setups, reference)
+    pbt = [str(s["name"]) for s in setups if s.get("strategy") == "pbt"]
+    if pbt:
+        collab = [str(s["name"]) for s in setups if s.get("strategy") == "collaborative"]
+        pairs += [(f"vs {pbt[0]}", name, pbt[0]) for name in collab]
+    out: list[tuple[str, str, str]] = []
+    seen: set[frozenset[str]] = set()
+    for comparison, setup, base in pairs:  # a pair compared once, in its first direction
+        if frozenset((setup, base)) not in seen:
+            seen.add(frozenset((setup, base)))
+            out.append((comparison, setup, base))
+    return out
+
+
+def population_per_run(pop: pd.DataFrame) -> pd.DataFrame:
+    """Per run (env_id, setup, seed) of ``population_eval.csv`` rows: ``mean_return``, the mean over
+    its final agents (agent >= 0) of each agent's mean return."""
+    pop = pop[pop["agent"] >= 0] if len(pop) else pop
+    if pop.empty:
+        return pd.DataFrame(columns=[*RUN_KEYS, "mean_return"])
+    per_agent = pop.groupby([*RUN_KEYS, "agent"], sort=True)["return"].mean()
+    return per_agent.groupby(RUN_KEYS, sort=True).mean().rename("mean_return").reset_index()
+
+
+def _verdict(lo: float, hi: float) -> str:
+    if lo > 0:
+        return "better"
+    if hi < 0:
+        return "worse"
+    return "inconclusive"
+
+
+def env_verdicts(
+    final: pd.DataFrame,
+    setups: Sequence[Mapping[str, Any]],
+    population: pd.DataFrame | None = None,
+    envs: Sequence[str] | None = None,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """One row per measure, environment and pair of :func:`study_pairs` whose two setups both ran there.
+
+    ``final``: final.csv rows; ``setups``: the profile's setups (``ProfileData.setup_info``);
+    ``population``: :func:`collab.analysis.load_population_eval` (None or empty: no ``population``
+    rows). ``difference`` = setup_mean - baseline_mean with Welch's interval [ci_low, ci_high] and
+    p-value; ``p_holm``: Holm's adjustment over the rows of the same measure that have a p-value;
+    ``verdict``: better / worse where the interval excludes 0, else inconclusive (also with fewer than
+    two seeds on a side); ``verdict_holm``: the same at p_holm < 1 - confidence; ``seeds_to_decide``:
+    seeds per setup at which the interval would exclude 0 (the present count where it already does).
+    """
+    per_run = {"selected": per_seed_final(final)}
+    if population is not None and len(population):
+        per_run["population"] = population_per_run(population)
+    pairs = study_pairs(setups)
+    parts = []
+    for measure, ps in per_run.items():
+        rows = []
+        for env in present_envs(ps, envs):
+            d = ps[ps["env_id"] == env]
+            for comparison, setup, base in pairs:
+                a = seed_values(d[d["setup"] == setup], "mean_return")
+                b = seed_values(d[d["setup"] == base], "mean_return")
+                if a.size == 0 or b.size == 0:
+                    continue
+                t = welch_test(a, b, confidence)
+                n = min(a.size, b.size)
+                decide = seeds_to_decide(t.estimate, t.ci_low, t.ci_high, 0.0, n, confidence)
+                rows.append(
+                    {
+                        "measure": measure,
+                        "env_id": env,
+                        "comparison": comparison,
+                        "setup": setup,
+                        "baseline": base,
+                        "n_setup": a.size,
+                        "n_baseline": b.size,
+                        "setup_mean": float(a.mean()),
+                        "baseline_mean": float(b.mean()),
+                        "difference": t.estimate,
+                        "ci_low": t.ci_low,
+                        "ci_high": t.ci_high,
+                        "p": t.p_value,
+                        "seeds_to_decide": decide,
+                    }
+                )
+        if not rows:
+            continue
+        df = pd.DataFrame(rows)
+        df["p_holm"] = holm(df["p"])
+        df["verdict"] = [_verdict(lo, hi) for lo, hi in zip(df["ci_low"], df["ci_high"], strict=True)]
+        sig = df["p_holm"] < 1 - confidence
+        df["verdict_holm"] = np.where(sig, np.where(df["difference"] > 0, "better", "worse"), "inconclusive")
+        parts.append(df)
+    if not parts:
+        return pd.DataFrame(columns=VERDICT_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[VERDICT_COLUMNS]
+
+
+def _cell(row: pd.Series) -> str:
+    if math.isnan(row["ci_low"]):
+        return f"{row['difference']:+.1f} [n/a]"
+    word = {"better": " **better**", "worse": " **worse**"}.get(row["verdict"], "")
+    holm_mark = "†" if row["verdict_holm"] != "inconclusive" else ""
+    return f"{row['difference']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]{word}{holm_mark}"
+
+
+def verdict_matrix(table: pd.DataFrame, measure: str = "selected") -> pd.DataFrame:
+    """:func:`env_verdicts` of one measure as a matrix: a row per (comparison, setup), a column per
+    environment, cells 'difference [ci_low, ci_high]' with **better** / **worse** where the interval
+    excludes 0 and † where the verdict survives Holm's adjustment."""
+    d = table[table["measure"] == measure]
+    if d.empty:
+        return pd.DataFrame(columns=["comparison", "setup"])
+    envs = list(dict.fromkeys(d["env_id"]))
+    rows = []
+    for (comparison, setup), g in d.groupby(["comparison", "setup"], sort=False):
+        row = {"comparison": comparison, "setup": setup}
+        for env in envs:
+            e = g[g["env_id"] == env]
+            row[env] = _cell(e.iloc[0]) if len(e) else ""
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["comparison", "setup", *envs])
+
+
+def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Counts per measure and comparison: cells, better, worse, inconclusive (at 95% per cell and after
+    Holm), and the median and maximum seeds per setup that would decide the inconclusive cells."""
+    rows = []
+    for (measure, comparison), g in table.groupby(["measure", "comparison"], sort=False):
+        open_cells = g.loc[g["verdict"] == "inconclusive", "seeds_to_decide"]
+        finite = open_cells[np.isfinite(open_cells)]
+        rows.append(
+            {
+                "measure": measure,
+                "comparison": comparison,
+                "cells": len(g),
+                "better": int((g["verdict"] == "better").sum()),
+                "worse": int((g["verdict"] == "worse").sum()),
+                "inconclusive": int((g["verdict"] == "inconclusive").sum()),
+                "better_holm": int((g["verdict_holm"] == "better").sum()),
+                "worse_holm": int((g["verdict_holm"] == "worse").sum()),
+                "seeds_to_decide_median": float(finite.median()) if len(finite) else math.nan,
+                "seeds_to_decide_max": float(open_cells.max()) if len(open_cells) else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def extreme_runs(final: pd.DataFrame, envs: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per environment, the runs whose selected agent had the highest (``best``) and the lowest
+    (``worst``) mean final evaluation return (ties: the first in env, setup, seed order).
+    Returns env_id, which, setup, seed, mean_return."""
+    ps = per_seed_final(final)
+    rows = []
+    for env in present_envs(ps, envs):
+        d = ps[ps["env_id"] == env].reset_index(drop=True)
+        for which, i in (("best", d["mean_return"].idxmax()), ("worst", d["mean_return"].idxmin())):
+            r = d.loc[i]
+            rows.append({"env_id": env, "which": which, "setup": r["setup"], "seed": int(r["seed"]),
+                         "mean_return": float(r["mean_return"])})  # fmt: skip
+    return pd.DataFrame(rows, columns=["env_id", "which", "setup", "seed", "mean_return"])
