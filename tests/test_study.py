@@ -150,6 +150,10 @@ def test_matrix_summary_and_extremes() -> None:
         1,
         1,
     ]
+    words = A.verdict_sentences(table).splitlines()[0]
+    assert words.startswith("- **selected agent, matched compute** (3 cells): better in 1: collaborative_8 vs ")
+    assert f"on Acrobot-v1 ({diff:+.1f} [{lo:+.1f}, {hi:+.1f}]); worse in 1: robust vs independent" in words
+    assert "; 1 inconclusive, which would take a median of " in words
     extremes = A.extreme_runs(_final())
     best, worst = extremes.iloc[0], extremes.iloc[1]
     assert (best.which, best.setup, best.seed, best.mean_return) == ("best", "collaborative_8", 3, 34.0)

@@ -143,6 +143,7 @@ from collab.analysis.study import (
     population_per_run,
     study_pairs,
     verdict_matrix,
+    verdict_sentences,
     verdict_summary,
 )
 from collab.analysis.tables import (
@@ -261,6 +262,7 @@ __all__ = [
     "study_pairs",
     "verdict_matrix",
     "verdict_summary",
+    "verdict_sentences",
     "env_verdicts",
     "save_selectivity",
     "selectivity",

@@ -191,6 +191,50 @@ def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+MEASURE_TITLES = {"selected": "selected agent", "population": "all final agents"}
+
+
+def _cells(g: pd.DataFrame) -> str:
+    return "; ".join(
+        f"{r.setup} vs {r.baseline} on {r.env_id} ({r.difference:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}])"
+        for r in g.itertuples()
+    )
+
+
+def verdict_sentences(table: pd.DataFrame) -> str:
+    """:func:`env_verdicts` in words: per measure and comparison, the cells decided either way (with
+    difference and interval), how many are not, and the seeds per setup that would decide them."""
+    lines = []
+    for (measure, comparison), g in table.groupby(["measure", "comparison"], sort=False):
+        head = f"- **{MEASURE_TITLES.get(measure, measure)}, {comparison}** ({len(g)} cells):"
+        parts = []
+        for word in ("better", "worse"):
+            hit = g[g["verdict"] == word]
+            if len(hit):
+                parts.append(f"{word} in {len(hit)}: {_cells(hit)}")
+        open_cells = g[g["verdict"] == "inconclusive"]
+        if len(open_cells):
+            need = open_cells["seeds_to_decide"]
+            finite = need[np.isfinite(need)]
+            text = f"{len(open_cells)} inconclusive"
+            if len(finite):
+                text += (
+                    f", which would take a median of {finite.median():.0f} seeds per setup to decide (up to "
+                    f"{need.max():.0f}) if their differences and spreads held"
+                )
+            parts.append(text)
+        holm_hits = g[g["verdict_holm"] != "inconclusive"]
+        holm = (
+            "after Holm's adjustment: " + _cells(holm_hits) + " remain"
+            if len(holm_hits)
+            else "none survives Holm's adjustment"
+        )
+        if len(g) > len(open_cells):
+            parts.append(holm)
+        lines.append(head + " " + "; ".join(parts) + ".")
+    return "\n".join(lines) + "\n"
+
+
 def extreme_runs(final: pd.DataFrame, envs: Sequence[str] | None = None) -> pd.DataFrame:
     """Per environment, the runs whose selected agent had the highest (``best``) and the lowest
     (``worst``) mean final evaluation return (ties: the first in env, setup, seed order).
