@@ -6,7 +6,9 @@
 
 With ``--pick``, the first argument is a profile's data folder (``data/<profile>``, with its
 final.csv) and the run is the one of ``ENV_ID`` whose selected agent had the highest (best) or lowest
-(worst) mean final evaluation return (``collab.analysis.extreme_runs``).
+(worst) mean final evaluation return (``collab.analysis.extreme_runs``). The agent plays in the run's
+numerics mode, on Gymnasium from the seed of the run's evaluation episode: a run evaluated on envpool
+started its episodes from other states, so the recorded returns are not final.csv's.
 Used by ``workflow/Snakefile`` (rules ``agent_gif`` and ``extreme_gif``: ``agent_gifs: true`` or
 ``best_worst``) and for the README's animation (docs/results.md gives the command).
 """
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     from collab import record
 
     run_dir = pick_run(args.run_dir, args.env, args.pick) if args.pick else args.run_dir
+    from collab import numerics
+    from collab.policy import read_run_config
+
+    numerics.apply(read_run_config(run_dir)[0].numerics)  # the run's kernels (a fresh process)
     rec = record(run_dir, args.out, args.episodes, agent, fps=args.fps, scale=args.scale, every=args.every)
     returns = ", ".join(f"{r:.1f}" for r in rec.returns)
     print(f"{rec.path}: {rec.frames} frames, episode returns {returns}")
