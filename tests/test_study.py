@@ -144,14 +144,10 @@ def test_matrix_summary_and_extremes() -> None:
     holm = "†" if table.iloc[0]["verdict_holm"] == "better" else ""
     assert cell == f"{diff:+.1f} [{lo:+.1f}, {hi:+.1f}] **better**{holm}"
     summary = A.verdict_summary(table).set_index("comparison")
-    assert summary.loc["matched compute", ["cells", "better", "worse", "inconclusive"]].tolist() == [
-        3,
-        1,
-        1,
-        1,
-    ]
+    counts = summary.loc["matched compute", ["cells", "better", "worse", "inconclusive"]]
+    assert counts.tolist() == [3, 1, 1, 1]
     words = A.verdict_sentences(table).splitlines()[0]
-    assert words.startswith("- **selected agent, matched compute** (3 cells): better in 1: collaborative_8 vs ")
+    assert words.startswith("- **selected agent, matched compute** (3 cells): better in 1: collaborative_8")
     assert f"on Acrobot-v1 ({diff:+.1f} [{lo:+.1f}, {hi:+.1f}]); worse in 1: robust vs independent" in words
     assert "; 1 inconclusive, which would take a median of " in words
     extremes = A.extreme_runs(_final())

@@ -28,7 +28,7 @@ task) are resampled separately, through ``scipy.stats.bootstrap`` with one sampl
 fixed generator seed; percentile intervals by default, whose coverage at 5-10 runs per task is
 measured in ``benchmarks/coverage.py``. ``rliable`` itself is not a dependency: its bootstrap needs
 ``arch`` < 8, which does not import with the pinned pandas; the formulas are checked against its
-published ones in ``tests/test_analysis.py``.
+published ones in ``tests/test_analysis_aggregate.py``.
 """
 
 from __future__ import annotations
