@@ -214,14 +214,18 @@ def verdict_sentences(table: pd.DataFrame) -> str:
                 parts.append(f"{word} in {len(hit)}: {_cells(hit)}")
         open_cells = g[g["verdict"] == "inconclusive"]
         if len(open_cells):
-            need = open_cells["seeds_to_decide"]
+            need = open_cells["seeds_to_decide"].dropna()
             finite = need[np.isfinite(need)]
             text = f"{len(open_cells)} inconclusive"
-            if len(finite):
+            if len(need):
                 text += (
-                    f", which would take a median of {finite.median():.0f} seeds per setup to decide (up to "
-                    f"{need.max():.0f}) if their differences and spreads held"
+                    f", which would take a median of {need.median():.0f} seeds per setup to decide (up to "
+                    f"{finite.max():.0f}) if their differences and spreads held"
+                    if len(finite)
+                    else ", which no number of seeds would decide at their present differences"
                 )
+                if len(finite) < len(need):
+                    text += f" ({len(need) - len(finite)} of them not within 100,000 seeds)"
             parts.append(text)
         holm_hits = g[g["verdict_holm"] != "inconclusive"]
         holm = (
