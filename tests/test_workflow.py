@@ -240,6 +240,20 @@ def test_workflow_runs_and_resumes_without_recomputing(tmp_path: Path) -> None:
     r = snakemake(tmp_path, "-n", *args)  # nothing left to do
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
 
+    # agent_gifs: best_worst records the run whose selected agent scored lowest, without retraining
+    gifs = write_config(tmp_path / "tiny_gifs.yaml", {**TINY_WORKFLOW, "agent_gifs": "best_worst"})
+    target = "figures/tiny/agents/CartPole-v1_worst.gif"
+    r = snakemake(tmp_path, target, "--cores", "1", "--configfile", str(gifs))
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "train" not in job_counts(r.stderr + r.stdout)
+    assert (tmp_path / target).read_bytes()[:6] == b"GIF89a"
+    per_run = (
+        read_csv_checked(tmp_path / "data" / "tiny" / "final.csv").groupby(["setup", "seed"])["return"].mean()
+    )
+    setup, seed = per_run.idxmin()
+    log = (tmp_path / "runs" / "tiny" / "logs" / "agents" / "CartPole-v1_worst.log").read_text()
+    assert f"worst CartPole-v1: {setup} seed {seed}, final evaluation {per_run.min():.1f}" in log
+
 
 @pytest.mark.slow
 def test_killed_workflow_resumes(tmp_path: Path) -> None:
