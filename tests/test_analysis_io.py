@@ -79,6 +79,18 @@ def test_population_eval_takes_the_setup_from_the_file_or_the_config(tmp_path):
     pd.DataFrame([{"agent": 0, "episode": 0, "return": 7.0}]).to_csv(run / "population_eval.csv", index=False)
     pop = A.load_population_eval("x", data_dir=tmp_path)  # without key columns: the folder names the setup
     assert pop.loc[0, "setup"] == "collab8_reset"
+    # runs_of keeps only the runs an analysis aggregated (a run finished since, or another env, stays out)
+    other = tmp_path / "runs" / "Acrobot-v1" / "collab8_reset" / "seed3"
+    other.mkdir(parents=True)
+    pd.DataFrame([keys | {"env_id": "Acrobot-v1", "agent": 1, "episode": 0, "return": -80.0}]).to_csv(
+        other / "population_eval.csv", index=False
+    )
+    assert len(A.load_population_eval("x", data_dir=tmp_path)) == 2
+    final = pd.DataFrame([{"env_id": "Taxi-v4", "setup": "collab8_reset", "seed": 3, "return": 1.0}] * 2)
+    pop = A.load_population_eval("x", data_dir=tmp_path, runs_of=final)
+    assert pop.to_dict("records") == [
+        {"env_id": "Taxi-v4", "setup": "collab8_reset", "seed": 3, "agent": 0, "episode": 0, "return": 7.0}
+    ]
 
 
 # ---------------------------------------------------------------- setups.json

@@ -155,15 +155,20 @@ def load_profile(
 
 
 def load_population_eval(
-    profile: str, root: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None
+    profile: str,
+    root: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    runs_of: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every ``runs/<env>/<setup>/seed<k>/population_eval.csv`` under a profile, as one frame.
 
     Returns env_id, setup, seed, agent, episode, return (no rows where no run wrote the file). The
     run's keys come from the file's own env_id, setup and seed columns where it has them, else from
     its ``config.json`` (env_id and seed; the setup where it names one, else its folder's name, which
-    the workflow names after the setup), else from the folder names. Raises ``ResultsError`` for a
-    file without the columns agent, episode, return.
+    the workflow names after the setup), else from the folder names. ``runs_of``: a frame with
+    env_id, setup and seed (the profile's final.csv): only the runs it has are kept, so that runs
+    left out of an analysis (``only_envs``, or runs finished since the aggregation) stay out. Raises
+    ``ResultsError`` for a file without the columns agent, episode, return.
     """
     d = Path(data_dir) if data_dir is not None else profile_dir(profile, root)
     cols = [*RUN_KEYS, *POPULATION_EVAL_COLUMNS]
@@ -190,7 +195,11 @@ def load_population_eval(
         parts.append(df[POPULATION_EVAL_COLUMNS].assign(**keys)[cols])
     if not parts:
         return pd.DataFrame(columns=cols)
-    return pd.concat(parts, ignore_index=True)
+    out = pd.concat(parts, ignore_index=True)
+    if runs_of is not None:
+        keep = runs_of[RUN_KEYS].drop_duplicates()
+        out = out.merge(keep, on=RUN_KEYS, how="inner")[cols]
+    return out
 
 
 def write_profile(data: ProfileData, out_dir: str | os.PathLike) -> None:
