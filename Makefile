@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 CORES ?= 2
 PROFILE ?= smoke
 SNAKEMAKE_ARGS ?= --quiet rules
-# ENVS="Acrobot-v1 Pendulum-v1": run and analyse only these environments of the profile.
+# ENVS="Acrobot-v1 Pendulum-v1": run and analyse only these environments of the profile (passed last, as
+# --config only_envs=...; do not add another --config to SNAKEMAKE_ARGS with it).
 ENVS ?=
 # The report `make report` fills: STUDY.md for the study profile, else REPRODUCTION.md.
 REPORT ?= $(if $(filter study,$(PROFILE)),STUDY.md,REPRODUCTION.md)
@@ -34,7 +35,7 @@ install: $(BIN)/.installed
 
 workflow: install
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile workflow/config/$(PROFILE).yaml \
-		$(if $(ENVS),--config only_envs="$(ENVS)") $(SNAKEMAKE_ARGS)
+		$(SNAKEMAKE_ARGS) $(if $(ENVS),--config only_envs="$(ENVS)")
 	@echo
 	@echo "Done. Results: data/$(PROFILE)/{curves,final,sharing}.csv (one folder per run in data/$(PROFILE)/runs/)"
 	@echo "      Table 1 and Figures 1-3: figures/$(PROFILE)/"

@@ -14,6 +14,7 @@ from scipy import stats
 from collab import analysis as A
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 SETUPS = [
     {"name": "independent", "strategy": "independent", "n_agents": 8},
@@ -57,6 +58,17 @@ def _welch(a: list[float], b: list[float]) -> tuple[float, float, float, float]:
     return diff, diff - q * se, diff + q * se, 2 * stats.t.sf(abs(diff) / se, df)
 
 
+def _seeds_by_hand(setup: str, base: str) -> int:
+    """The fewest m > 4 seeds with t(m-1) s / sqrt(m) below |difference|, s being the per-seed scale of
+    the present Welch interval (its half-width is t(3) s / sqrt(4) with 4 seeds a side)."""
+    diff, lo, _, _ = _welch(VALUES[setup], VALUES[base])
+    scale = (diff - lo) / stats.t.ppf(0.975, 3) * 2
+    m = 5
+    while stats.t.ppf(0.975, m - 1) * scale / math.sqrt(m) >= abs(diff):
+        m += 1
+    return m
+
+
 def test_pairs_matched_compute_paper_setting_and_pbt_each_once() -> None:
     assert A.study_pairs(SETUPS) == [
         ("matched compute", "collaborative_8", "independent"),
@@ -86,16 +98,14 @@ def test_verdicts_match_welch_by_hand_with_holm() -> None:
     assert by.loc[("collaborative_8", "independent"), "verdict"] == "better"  # +20, sd ~2.6 and ~1.8
     assert by.loc[("robust", "independent"), "verdict"] == "worse"
     assert by.loc[("pbt8", "independent"), "verdict"] == "inconclusive"
-    assert by.loc[("pbt8", "independent"), "seeds_to_decide"] > 4
     assert by.loc[("collaborative_8", "independent"), "seeds_to_decide"] == 4  # already decided
-    # Holm over the 7 cells: the k-th smallest p times (7 - k + 1), running maximum, capped at 1
-    p = table["p"].to_numpy()
-    order = np.argsort(p)
-    expected = np.minimum(1, np.maximum.accumulate((7 - np.arange(7)) * p[order]))
-    assert table["p_holm"].to_numpy()[order] == pytest.approx(expected)
-    holm_ok = table["p_holm"] < 0.05
-    assert (table.loc[holm_ok, "verdict_holm"] != "inconclusive").all()
-    assert (table.loc[~holm_ok, "verdict_holm"] == "inconclusive").all()
+    assert by.loc[("pbt8", "independent"), "seeds_to_decide"] == _seeds_by_hand("pbt8", "independent")
+    # Holm over the 7 cells: p-values ranked (row 4 smallest ... row 2 largest) and multiplied by 7 ... 1;
+    # these happen to increase already, so no running maximum changes them
+    multiplier = [5, 4, 1, 6, 7, 3, 2]
+    assert table["p"].rank().tolist() == [8 - k for k in multiplier]
+    assert table["p_holm"].tolist() == pytest.approx((table["p"] * multiplier).tolist())
+    assert table["verdict_holm"].tolist() == ["better", "worse", "inconclusive"] + ["worse"] * 4
 
 
 def test_population_measure_ignores_the_selected_row_and_weights_agents_equally() -> None:
@@ -141,15 +151,31 @@ def test_matrix_summary_and_extremes() -> None:
     assert list(matrix.columns) == ["comparison", "setup", "Acrobot-v1"]
     cell = matrix.set_index("setup").loc["collaborative_8", "Acrobot-v1"]
     diff, lo, hi, _ = _welch(VALUES["collaborative_8"], VALUES["independent"])
-    holm = "†" if table.iloc[0]["verdict_holm"] == "better" else ""
-    assert cell == f"{diff:+.1f} [{lo:+.1f}, {hi:+.1f}] **better**{holm}"
+    assert cell == f"{diff:+.1f} [{lo:+.1f}, {hi:+.1f}] **better**†"  # p_holm = 5 p < 0.05
     summary = A.verdict_summary(table).set_index("comparison")
     counts = summary.loc["matched compute", ["cells", "better", "worse", "inconclusive"]]
     assert counts.tolist() == [3, 1, 1, 1]
     words = A.verdict_sentences(table).splitlines()[0]
     assert words.startswith("- **selected agent, matched compute** (3 cells): better in 1: collaborative_8")
     assert f"on Acrobot-v1 ({diff:+.1f} [{lo:+.1f}, {hi:+.1f}]); worse in 1: robust vs independent" in words
-    assert "; 1 inconclusive, which would take a median of " in words
+    m = _seeds_by_hand("pbt8", "independent")
+    assert (
+        f"; 1 inconclusive, which would take a median of {m} seeds per setup to decide (up to {m})" in words
+    )
+    assert f"after Holm's adjustment: collaborative_8 vs independent on Acrobot-v1 ({diff:+.1f} " in words
+    # a run without a finite value is left out of its cell
+    nan_run = A.env_verdicts(_final({**VALUES, "pbt8": [12.0, 20.0, 8.0, float("nan")]}), SETUPS)
+    row = nan_run[(nan_run["setup"] == "pbt8") & (nan_run["baseline"] == "independent")].iloc[0]
+    assert (row.n_setup, row.setup_mean) == (3, pytest.approx(40 / 3))
+    assert row.difference == pytest.approx(_welch([12.0, 20.0, 8.0], VALUES["independent"])[0])
+    assert list(A.verdict_summary(table).columns) == A.SUMMARY_COLUMNS
+    assert A.verdict_summary(table.iloc[:0]).columns.tolist() == A.SUMMARY_COLUMNS  # no rows: the columns
+    # an environment asked for without runs, or without a finite return, is left out
+    nan_env = _final({"independent": [float("nan")]}, env="Pendulum-v1")
+    both = pd.concat([_final(), nan_env], ignore_index=True)
+    assert set(A.extreme_runs(both, envs=["Acrobot-v1", "Pendulum-v1", "Taxi-v4"])["env_id"]) == {
+        "Acrobot-v1"
+    }
     extremes = A.extreme_runs(_final())
     best, worst = extremes.iloc[0], extremes.iloc[1]
     assert (best.which, best.setup, best.seed, best.mean_return) == ("best", "collaborative_8", 3, 34.0)
@@ -157,7 +183,6 @@ def test_matrix_summary_and_extremes() -> None:
 
 
 def test_record_pick_names_the_run_of_the_extreme_agent(tmp_path: Path, capsys) -> None:
-    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
     import record
 
     _final().to_csv(tmp_path / "final.csv", index=False)

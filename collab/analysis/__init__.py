@@ -137,7 +137,10 @@ from collab.analysis.stats import (
     welch_test,
 )
 from collab.analysis.study import (
+    MEASURE_TITLES,
     MEASURES,
+    SUMMARY_COLUMNS,
+    VERDICT_COLUMNS,
     env_verdicts,
     extreme_runs,
     population_per_run,
@@ -257,6 +260,9 @@ __all__ = [
     "SELECTIVITY_MEASURES",
     "run_selectivity",
     "MEASURES",
+    "MEASURE_TITLES",
+    "SUMMARY_COLUMNS",
+    "VERDICT_COLUMNS",
     "extreme_runs",
     "population_per_run",
     "study_pairs",

@@ -197,6 +197,9 @@ def load_population_eval(
         return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True)
     if runs_of is not None:
+        missing = [c for c in RUN_KEYS if c not in runs_of.columns]
+        if missing:
+            raise ResultsError(f"runs_of: missing columns {missing} (has {list(runs_of.columns)})")
         keep = runs_of[RUN_KEYS].drop_duplicates()
         out = out.merge(keep, on=RUN_KEYS, how="inner")[cols]
     return out

@@ -31,6 +31,12 @@ from collab.analysis.tables import per_seed_final, present_envs
 
 #: The two measures of a run the verdicts compare.
 MEASURES = ("selected", "population")
+#: How the tables and sentences name the measures.
+MEASURE_TITLES = {"selected": "selected agent", "population": "all final agents"}
+SUMMARY_COLUMNS = [
+    "measure", "comparison", "cells", "better", "worse", "inconclusive", "better_holm", "worse_holm",
+    "seeds_to_decide_median", "seeds_to_decide_max", "undecidable",
+]  # fmt: skip
 VERDICT_COLUMNS = [
     "measure", "env_id", "comparison", "setup", "baseline", "n_setup", "n_baseline", "setup_mean",
     "baseline_mean", "difference", "ci_low", "ci_high", "p", "p_holm", "verdict", "verdict_holm",
@@ -47,8 +53,8 @@ def study_pairs(
     pairs = baseline_pairs(setups, reference)
     pbt = [str(s["name"]) for s in setups if s.get("strategy") == "pbt"]
     if pbt:
-        collab = [str(s["name"]) for s in setups if s.get("strategy") == "collaborative"]
-        pairs += [(f"vs {pbt[0]}", name, pbt[0]) for name in collab]
+        collaborative = [str(s["name"]) for s in setups if s.get("strategy") == "collaborative"]
+        pairs += [(f"vs {pbt[0]}", name, pbt[0]) for name in collaborative]
     out: list[tuple[str, str, str]] = []
     seen: set[frozenset[str]] = set()
     for comparison, setup, base in pairs:  # a pair compared once, in its first direction
@@ -105,6 +111,7 @@ def env_verdicts(
             for comparison, setup, base in pairs:
                 a = seed_values(d[d["setup"] == setup], "mean_return")
                 b = seed_values(d[d["setup"] == base], "mean_return")
+                a, b = a[np.isfinite(a)], b[np.isfinite(b)]  # a run without a finite value is left out
                 if a.size == 0 or b.size == 0:
                     continue
                 t = welch_test(a, b, confidence)
@@ -169,11 +176,13 @@ def verdict_matrix(table: pd.DataFrame, measure: str = "selected") -> pd.DataFra
 
 def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Counts per measure and comparison: cells, better, worse, inconclusive (at 95% per cell and after
-    Holm), and the median and maximum seeds per setup that would decide the inconclusive cells."""
+    Holm), the median and maximum seeds per setup that would decide the inconclusive cells, and
+    ``undecidable``: those that no number of seeds up to 100,000 would (or whose difference is 0)."""
     rows = []
     for (measure, comparison), g in table.groupby(["measure", "comparison"], sort=False):
         open_cells = g.loc[g["verdict"] == "inconclusive", "seeds_to_decide"]
         finite = open_cells[np.isfinite(open_cells)]
+        undecidable = int(np.isinf(open_cells).sum())
         rows.append(
             {
                 "measure": measure,
@@ -185,13 +194,11 @@ def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
                 "better_holm": int((g["verdict_holm"] == "better").sum()),
                 "worse_holm": int((g["verdict_holm"] == "worse").sum()),
                 "seeds_to_decide_median": float(finite.median()) if len(finite) else math.nan,
-                "seeds_to_decide_max": float(open_cells.max()) if len(open_cells) else math.nan,
+                "seeds_to_decide_max": float(finite.max()) if len(finite) else math.nan,
+                "undecidable": undecidable,
             }
         )
-    return pd.DataFrame(rows)
-
-
-MEASURE_TITLES = {"selected": "selected agent", "population": "all final agents"}
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def _cells(g: pd.DataFrame) -> str:
@@ -217,15 +224,13 @@ def verdict_sentences(table: pd.DataFrame) -> str:
             need = open_cells["seeds_to_decide"].dropna()
             finite = need[np.isfinite(need)]
             text = f"{len(open_cells)} inconclusive"
-            if len(need):
+            if len(finite):
                 text += (
-                    f", which would take a median of {need.median():.0f} seeds per setup to decide (up to "
+                    f", which would take a median of {finite.median():.0f} seeds per setup to decide (up to "
                     f"{finite.max():.0f}) if their differences and spreads held"
-                    if len(finite)
-                    else ", which no number of seeds would decide at their present differences"
                 )
-                if len(finite) < len(need):
-                    text += f" ({len(need) - len(finite)} of them not within 100,000 seeds)"
+            if len(finite) < len(need):
+                text += f" ({len(need) - len(finite)} of them not within 100,000 seeds at their difference)"
             parts.append(text)
         holm_hits = g[g["verdict_holm"] != "inconclusive"]
         holm = (
@@ -241,12 +246,15 @@ def verdict_sentences(table: pd.DataFrame) -> str:
 
 def extreme_runs(final: pd.DataFrame, envs: Sequence[str] | None = None) -> pd.DataFrame:
     """Per environment, the runs whose selected agent had the highest (``best``) and the lowest
-    (``worst``) mean final evaluation return (ties: the first in env, setup, seed order).
-    Returns env_id, which, setup, seed, mean_return."""
+    (``worst``) mean final evaluation return (ties: the first by setup name, then seed). Environments
+    without a finite value are left out. Returns env_id, which, setup, seed, mean_return."""
     ps = per_seed_final(final)
+    ps = ps[np.isfinite(ps["mean_return"])]
     rows = []
     for env in present_envs(ps, envs):
         d = ps[ps["env_id"] == env].reset_index(drop=True)
+        if d.empty:
+            continue
         for which, i in (("best", d["mean_return"].idxmax()), ("worst", d["mean_return"].idxmin())):
             r = d.loc[i]
             rows.append({"env_id": env, "which": which, "setup": r["setup"], "seed": int(r["seed"]),

@@ -46,9 +46,10 @@ SETUP_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"env_id",
 #: each environment's first run (``<env>.gif``); ``best_worst``, the runs whose selected agent scored
 #: highest and lowest in the final evaluation (``<env>_best.gif``, ``<env>_worst.gif``).
 AGENT_GIFS = (False, True, "best_worst")
+#: ``agent_gif_envs``: the environments that get them (default: all; a run folder needs its checkpoints).
 #: ``only_envs``: run and analyse only these of the config's environments (a list, or one id, or ids
 #: separated by commas or spaces): ``snakemake ... --config only_envs=Acrobot-v1,Pendulum-v1``.
-TOP_KEYS = ("profile", "seeds", "setups", "defaults", "envs", "agent_gifs", "only_envs")
+TOP_KEYS = ("profile", "seeds", "setups", "defaults", "envs", "agent_gifs", "agent_gif_envs", "only_envs")
 PAPER_SETUPS = (
     ("independent", 8),
     ("sequential", 8),
@@ -102,6 +103,7 @@ class Grid:
     envs: list[str]
     cells: list[Cell] = field(default_factory=list)
     agent_gifs: bool | str = False
+    agent_gif_envs: list[str] = field(default_factory=list)  # the envs agent_gifs records
 
     def setups_json(self) -> str:
         """The setups in config order as JSON (``data/<profile>/setups.json``, read by the analysis)."""
@@ -160,17 +162,16 @@ def _bad(where: str, value: Any, allowed: str) -> WorkflowConfigError:
     return WorkflowConfigError(f"{where}={value!r} is not allowed: {allowed}")
 
 
-def _only_envs(envs: dict[str, Any], only: Any) -> dict[str, Any]:
-    """``envs`` restricted to ``only`` (None: all), in the config's order."""
-    if only is None:
-        return envs
-    names = re.split(r"[\s,]+", only.strip()) if isinstance(only, str) else only
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-        raise _bad("only_envs", only, "a list of environment ids of envs, or one string of them")
-    unknown = [n for n in names if n not in envs]
-    if unknown:
-        raise _bad("only_envs", unknown, "environments of this config: " + ", ".join(envs))
-    return {e: v for e, v in envs.items() if e in names}
+def _env_list(key: str, envs: dict[str, Any], value: Any) -> list[str]:
+    """The environments of ``envs`` that ``value`` names (None: all), in the config's order: a list of
+    ids, or one string of ids separated by commas or spaces."""
+    if value is None:
+        return list(envs)
+    names = [n for n in re.split(r"[\s,]+", value) if n] if isinstance(value, str) else value
+    allowed = "environments of this config (" + ", ".join(envs) + "), as a list or one string"
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in envs for n in names):
+        raise _bad(key, value, allowed)
+    return [e for e in envs if e in names]
 
 
 def _is_int(v: Any) -> bool:
@@ -233,9 +234,11 @@ def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
     agent_gifs = config.get("agent_gifs", False)
     if not any(agent_gifs is a or (isinstance(a, str) and agent_gifs == a) for a in AGENT_GIFS):
         raise _bad("agent_gifs", agent_gifs, "true, false or best_worst")
-    envs = _only_envs(envs, config.get("only_envs"))
+    gif_envs = _env_list("agent_gif_envs", envs, config.get("agent_gif_envs"))
+    envs = {e: v for e, v in envs.items() if e in _env_list("only_envs", envs, config.get("only_envs"))}
 
     grid = Grid(profile=profile, seeds=list(seeds), setups=setups, envs=list(envs), agent_gifs=agent_gifs)
+    grid.agent_gif_envs = [e for e in gif_envs if e in envs]
     for env_id, overrides in envs.items():
         merged = {**defaults, **(overrides or {})}
         params = {k: merged[k] for k in BUDGET_KEYS if k in merged}

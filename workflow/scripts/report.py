@@ -37,7 +37,7 @@ def fill(text: str, sources: Path) -> tuple[str, list[str]]:
     shown = sources.relative_to(REPO) if sources.is_relative_to(REPO) else sources
 
     def repl(m: re.Match[str]) -> str:
-        body = (sources / f"{m.group(2)}.md").read_text().rstrip("\n")
+        body = (sources / f"{m.group(2)}.md").read_text(encoding="utf-8").rstrip("\n")
         src = f"<!-- from {shown}/{m.group(2)}.md by workflow/scripts/report.py -->"
         return f"{m.group(1)}{src}\n{body}\n{m.group(4)}"
 
@@ -48,7 +48,7 @@ def main(profile: str, report: str = "REPRODUCTION.md") -> int:
     """Fill ``report`` from figures/<profile>/; returns a process exit status."""
     path, sources = REPO / report, REPO / "figures" / profile
     try:
-        text, names = fill(path.read_text(), sources)
+        text, names = fill(path.read_text(encoding="utf-8"), sources)
     except (ReportError, FileNotFoundError) as e:
         print(f"report not written: {e}", file=sys.stderr)
         return 1
