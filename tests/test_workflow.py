@@ -381,6 +381,12 @@ def test_only_envs_restricts_the_grid(tmp_path: Path) -> None:
     out = r.stdout + r.stderr
     assert job_counts(out)["train"] == 2 * 11 * 10
     assert set(re.findall(r"data/study/runs/([\w.-]+)/", out)) == {"Taxi-v4", "Acrobot-v1"}
+    bad = snakemake(tmp_path, "-n", "--configfile", str(configfile), "--config", "only_envs=Taxi-v9")
+    assert bad.returncode != 0
+    assert (
+        "study.yaml + --config only_envs=Taxi-v9: only_envs='Taxi-v9' is not allowed"
+        in bad.stdout + bad.stderr
+    )
     config = _base_config()  # smoke: the six environments, Acrobot first, Taxi last
     for only, expected in [
         ("Acrobot-v1", ["Acrobot-v1"]),

@@ -24,10 +24,9 @@ import numpy as np
 import pandas as pd
 
 from collab.analysis.aggregate import baseline_pairs
-from collab.analysis.io import RUN_KEYS
 from collab.analysis.setups import PAPER_SETTING
 from collab.analysis.stats import CONFIDENCE, holm, seed_values, seeds_to_decide, welch_test
-from collab.analysis.tables import per_seed_final, present_envs
+from collab.analysis.tables import per_seed_final, population_per_run, present_envs
 
 #: The two measures of a run the verdicts compare.
 MEASURES = ("selected", "population")
@@ -62,16 +61,6 @@ def study_pairs(
             seen.add(frozenset((setup, base)))
             out.append((comparison, setup, base))
     return out
-
-
-def population_per_run(pop: pd.DataFrame) -> pd.DataFrame:
-    """Per run (env_id, setup, seed) of ``population_eval.csv`` rows: ``mean_return``, the mean over
-    its final agents (agent >= 0) of each agent's mean return."""
-    pop = pop[pop["agent"] >= 0] if len(pop) else pop
-    if pop.empty:
-        return pd.DataFrame(columns=[*RUN_KEYS, "mean_return"])
-    per_agent = pop.groupby([*RUN_KEYS, "agent"], sort=True)["return"].mean()
-    return per_agent.groupby(RUN_KEYS, sort=True).mean().rename("mean_return").reset_index()
 
 
 def _verdict(lo: float, hi: float) -> str:

@@ -395,6 +395,20 @@ def seeds_for_width(table: pd.DataFrame, widths: Sequence[float] = (0.05, 0.10))
 # Selection-free Table 1 (where runs re-evaluated their final agents)
 
 
+def population_per_run(pop: pd.DataFrame, spread: bool = False) -> pd.DataFrame:
+    """Per run (env_id, setup, seed) of ``population_eval.csv`` rows: ``mean_return``, the mean over
+    its final agents (agent >= 0) of each agent's mean return; with ``spread``, also ``spread``
+    (:func:`collab.analysis.stats.pair_spread` of its agents' means)."""
+    cols = [*RUN_KEYS, "mean_return", *(["spread"] if spread else [])]
+    pop = pop[pop["agent"] >= 0] if len(pop) else pop
+    if pop.empty:
+        return pd.DataFrame(columns=cols)
+    per_agent = pop.groupby([*RUN_KEYS, "agent"], sort=True)["return"].mean()
+    g = per_agent.groupby(RUN_KEYS, sort=True)
+    parts = [g.mean().rename("mean_return")] + ([g.agg(pair_spread).rename("spread")] if spread else [])
+    return pd.concat(parts, axis=1).reset_index()[cols]
+
+
 def table1_population(
     pop: pd.DataFrame,
     envs: Sequence[str] = ENVS,
@@ -411,15 +425,9 @@ def table1_population(
     (default: those present, the paper's five first). Empty when ``pop`` has no rows.
     """
     cols = ["env_id", "env_id_paper", "setup", "n_seeds", "mean", "sd", "ci_low", "ci_high", "agent_spread"]
-    pop = pop[pop["agent"] >= 0] if len(pop) else pop
-    if pop.empty:
+    per_run = population_per_run(pop, spread=True)
+    if per_run.empty:
         return pd.DataFrame(columns=cols)
-    per_agent = (
-        pop.groupby([*RUN_KEYS, "agent"], sort=True)["return"].mean().rename("agent_mean").reset_index()
-    )
-    g = per_agent.groupby(RUN_KEYS, sort=True)["agent_mean"]
-    per_run = pd.concat([g.mean().rename("mean_return"), g.agg(pair_spread).rename("spread")], axis=1)
-    per_run = per_run.reset_index()
     found = [e for e in envs if e in set(per_run["env_id"])]
     order = present_setups(per_run, setups)
     out = _table_of_means(per_run, "mean_return", None, found, order, confidence)
