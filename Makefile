@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make smoke    - install into $(VENV), run the smoke workflow (all six envs, tiny budgets)"
 	@echo "make test     - install into $(VENV), ruff check, pytest (+ nbval on the analysis notebooks)"
-	@echo "make workflow PROFILE=reduced|paper CORES=N   - run another profile locally"
+	@echo "make workflow PROFILE=reduced|paper|study CORES=N - run another profile locally"
 	@echo "make dryrun PROFILE=...                       - list the jobs a profile would run"
 	@echo "make interim PROFILE=...                      - Table 1 and figures from the runs finished so far"
 	@echo "make report PROFILE=reduced|study             - fill REPRODUCTION.md's (STUDY.md's) tables from figures/<profile>/"

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/throughput.py                 # full run (~15 min on 2 cores)
     python benchmarks/throughput.py --quick         # ~2 min smoke version (1 repeat, short timings)
     python benchmarks/throughput.py --envs Acrobot-v1 LunarLander-v3 --ns 1 8 --repeats 5
-    python benchmarks/throughput.py --envs Acrobot-v1 --ppo num_envs=16 --out /tmp/acrobot16
+    python benchmarks/throughput.py --envs Acrobot-v1 --ppo num_envs=16 --out runs/acrobot16
 
 One process, ``torch.set_num_threads(1)``. For every environment and population size n it measures,
 side by side and round-robin over the repeats (so load drift on a shared machine hits all of them alike):
