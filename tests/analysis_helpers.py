@@ -7,20 +7,21 @@ import pandas as pd
 from collab.results import frame
 
 
+def _keys(env: str, setup: str, seed: int) -> dict[str, object]:
+    """A run's key columns; strategy and n_agents from a paper setup name (``collaborative_<n>``, else 8)."""
+    strategy = setup.split("_")[0]
+    n = int(setup.split("_")[1]) if strategy == "collaborative" else 8
+    return {"env_id": env, "strategy": strategy, "n_agents": n, "seed": seed, "setup": setup}
+
+
 def _final(rows: list[tuple[str, str, int, list[float]]]) -> pd.DataFrame:
     """final.csv rows: (env_id, setup, seed, episode returns)."""
     out = []
     for env, setup, seed, returns in rows:
-        strategy = setup.split("_")[0]
-        n = int(setup.split("_")[1]) if strategy == "collaborative" else 8
         for e, r in enumerate(returns):
             out.append(
                 {
-                    "env_id": env,
-                    "strategy": strategy,
-                    "n_agents": n,
-                    "seed": seed,
-                    "setup": setup,
+                    **_keys(env, setup, seed),
                     "selected_agent": 0,
                     "selected_round": 1,
                     "selected_val_return": 0.0,
@@ -35,17 +36,11 @@ def _curves(runs: dict[tuple[str, str, int], list[list[float]]], per_round: int 
     """curves.csv rows: {(env, setup, seed): [agent0 val_returns per round, agent1 ..., ...]}."""
     out = []
     for (env, setup, seed), agents in runs.items():
-        strategy = setup.split("_")[0]
-        n = int(setup.split("_")[1]) if strategy == "collaborative" else 8
         for a, vals in enumerate(agents):
             for r, v in enumerate(vals, start=1):
                 out.append(
                     {
-                        "env_id": env,
-                        "strategy": strategy,
-                        "n_agents": n,
-                        "seed": seed,
-                        "setup": setup,
+                        **_keys(env, setup, seed),
                         "agent": a,
                         "round": r,
                         "episode": r * per_round,

@@ -45,7 +45,6 @@ SETUP_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"env_id",
 #: ``agent_gifs``: after the grid, GIFs of selected agents in ``figures/<profile>/agents/``: ``true``,
 #: each environment's first run (``<env>.gif``); ``best_worst``, the runs whose selected agent scored
 #: highest and lowest in the final evaluation (``<env>_best.gif``, ``<env>_worst.gif``).
-AGENT_GIFS = (False, True, "best_worst")
 #: ``agent_gif_envs``: the environments that get them (default: all; a run folder needs its checkpoints).
 #: ``only_envs``: run and analyse only these of the config's environments (a list, or one id, or ids
 #: separated by commas or spaces): ``snakemake ... --config only_envs=Acrobot-v1,Pendulum-v1``.
@@ -232,7 +231,7 @@ def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
             raise _bad(f"{where}.{key}", mapping[key], f"unset: {TRAIN_NOTEBOOK.name} has no parameter {key}")
 
     agent_gifs = config.get("agent_gifs", False)
-    if not any(agent_gifs is a or (isinstance(a, str) and agent_gifs == a) for a in AGENT_GIFS):
+    if not (isinstance(agent_gifs, bool) or agent_gifs == "best_worst"):
         raise _bad("agent_gifs", agent_gifs, "true, false or best_worst")
     gif_envs = _env_list("agent_gif_envs", envs, config.get("agent_gif_envs"))
     envs = {e: v for e, v in envs.items() if e in _env_list("only_envs", envs, config.get("only_envs"))}
