@@ -263,6 +263,13 @@ class ExperimentConfig:
     """After training, evaluate every final agent and the selected checkpoint on this many episodes
     (seeded apart from training, validation and the final evaluation) into ``population_eval.csv``;
     0: off."""
+    reselect_top: int = 0
+    """0: select the checkpoint (agent, round) with the best validation return (the paper). k >= 2:
+    keep the k best by validation return and select the one with the best mean return on
+    ``reselect_episodes`` fresh episodes (seeded apart), which ``reselection.csv`` records; this
+    corrects the winner's curse of picking the best of many noisy validations."""
+    reselect_episodes: int = 0
+    """Episodes of each candidate's re-validation (>= 1 with ``reselect_top``, else 0)."""
     c: float = 1.5
     """UCB exploration constant (eq. 1; paper: 1.5)."""
     lam: float = 1.0
@@ -298,7 +305,7 @@ class ExperimentConfig:
     environments that are slow to step, such as CarRacing, where cores are free)."""
     numerics: str = "native"
     """native (PyTorch picks its kernels per CPU: fastest, bit-identical on the same machine) |
-    portable (pinned kernels: bit-identical on any x86-64 CPU with AVX2; one mode per process).
+    portable (pinned, vendor-independent kernels; one mode per process).
     See :mod:`collab.numerics`."""
     out_dir: str = "runs/example"
     """Folder for curves.csv, final.csv, sharing.csv and config.json."""
@@ -325,6 +332,11 @@ class ExperimentConfig:
         r = self.reeval_episodes
         if not isinstance(r, int) or isinstance(r, bool) or r < 0:
             _fail("reeval_episodes", r, "an integer >= 0 (0: no re-evaluation)")
+        k, m = self.reselect_top, self.reselect_episodes
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0 or k == 1:
+            _fail("reselect_top", k, "0 (the paper's selection) or an integer >= 2")
+        if not isinstance(m, int) or isinstance(m, bool) or (m < 1 if k else m != 0):
+            _fail("reselect_episodes", m, "an integer >= 1 with reselect_top >= 2, else 0")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             _fail("seed", self.seed, "an integer >= 0")
         check_sharing(self.c, self.lam)

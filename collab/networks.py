@@ -18,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from collab import numerics
 from collab.envs import EnvSpec
 
 
@@ -85,8 +86,8 @@ class PopulationMLP(nn.Module):
         # the layers' baddbmm written out: the same operations without three nn.Module calls,
         # whose overhead is a measurable share of a rollout step with small batches
         l1, l2, l3 = self.l1, self.l2, self.l3
-        h = torch.tanh(torch.baddbmm(l1.bias, x, l1.weight))
-        h = torch.tanh(torch.baddbmm(l2.bias, h, l2.weight))
+        h = numerics.tanh(torch.baddbmm(l1.bias, x, l1.weight))
+        h = numerics.tanh(torch.baddbmm(l2.bias, h, l2.weight))
         return torch.baddbmm(l3.bias, h, l3.weight)
 
 
@@ -168,10 +169,10 @@ def log_prob_entropy(
     if discrete:
         logp_all = torch.log_softmax(actor_out, dim=-1)
         logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-        ent = -(logp_all.exp() * logp_all).sum(-1)
+        ent = -(numerics.exp(logp_all) * logp_all).sum(-1)
         return logp, ent
     assert log_std is not None
-    var_term = ((actions - actor_out) / log_std.exp()) ** 2
+    var_term = ((actions - actor_out) / numerics.exp(log_std)) ** 2
     logp = (-0.5 * var_term - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
     ent = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1).expand_as(logp)
     return logp, ent
@@ -197,7 +198,7 @@ def sample_action(
     if deterministic:
         action = actor_out
         return action, torch.zeros(actor_out.shape[:-1])
-    std = log_std.exp()
+    std = numerics.exp(log_std)
     action = actor_out + std * noise
     logp = (-0.5 * noise**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
     return action, logp

@@ -2,30 +2,41 @@
 
 PyTorch picks its CPU kernels by what the processor offers, so the same seed can give results that
 differ in the last bits from one CPU to another, and training amplifies such differences until whole
-runs diverge (``benchmarks/portability.py`` finds where). Three libraries decide:
+runs diverge (``benchmarks/portability.py`` finds where). Four pieces of code decide:
 
-* ATen's vectorised kernels (``tanh``, ``exp``, reductions), chosen by ``ATEN_CPU_CAPABILITY``
+* ATen's vectorised kernels (``sigmoid``, ``exp2``, reductions), chosen by ``ATEN_CPU_CAPABILITY``
   (``default``, ``avx2``, ``avx512``);
 * Intel MKL's matrix products, whose code path depends on the CPU's vendor and instruction set;
+* Intel MKL's vector math (VML), to which PyTorch hands ``sqrt``, ``exp``, ``log``, ``tanh`` and the
+  other transcendental functions (:data:`VML_OPS`). VML runs one code path on Intel CPUs and another
+  on other vendors' whatever MKL is told: its float ``sqrt`` is correctly rounded on an Intel Xeon
+  and off by one unit in the last place in about 15% of cases on an AMD EPYC;
 * oneDNN's convolutions (the CarRacing network), whose JIT code depends on the instruction set.
 
 ``numerics="native"`` (the default) lets every library choose: fastest, bit-identical on the same
-machine. ``numerics="portable"`` pins all three before the process's first PyTorch operation: ATen
-runs its AVX2 kernels, MKL runs its conditional-numerical-reproducibility ``COMPATIBLE`` branch (the
-one MKL documents as giving the same results on Intel and non-Intel processors), and convolutions
-run through ATen and MKL instead of oneDNN. Runs in portable mode are then bit-identical on every
-x86-64 CPU with AVX2 (tested by running the same cell under every dispatch level one machine offers).
-The pins are process-wide and cannot be undone, so one process runs one mode.
+machine. ``numerics="portable"`` pins them before the process's first PyTorch operation: ATen runs
+its AVX2 kernels, MKL runs its conditional-numerical-reproducibility ``COMPATIBLE`` branch (the one
+MKL documents as giving the same results on Intel and non-Intel processors), convolutions run
+through ATen and MKL instead of oneDNN, and the package computes the few transcendental functions it
+needs without VML (:func:`sqrt`, :func:`exp`, :func:`log`, :func:`tanh`). Portable runs are then
+bit-identical across machines whose processors run the same AVX2 code, of either vendor: tested by
+running the same cell under every dispatch level one machine offers, by checking that no VML
+operator runs (``tests/test_trace.py``), and against a committed per-operator trace
+(:mod:`collab.trace`). The pins are process-wide and cannot be undone, so one process runs one mode.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import platform
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from collab.config import ConfigError
 
@@ -44,8 +55,6 @@ class NumericsError(ConfigError):
 @cache
 def _mkl() -> ctypes.CDLL | None:
     """PyTorch's own MKL (linked into libtorch_cpu), or None where the build has none."""
-    import torch
-
     lib = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
     try:
         dll = ctypes.CDLL(str(lib))
@@ -96,8 +105,6 @@ def use_portable() -> None:
     global _pinned
     if _pinned:
         return
-    import torch
-
     if "avx2" not in _cpu_flags() or platform.machine() not in ("x86_64", "AMD64"):
         raise NumericsError(
             f"numerics='portable' is not allowed on this CPU ({platform.machine()}, "
@@ -146,9 +153,6 @@ def apply(mode: str) -> None:
 
 def fingerprint() -> dict[str, Any]:
     """The machine and the numerical libraries a run executed on (recorded in ``config.json``)."""
-    import numpy as np
-    import torch
-
     try:
         from numpy._core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
 
@@ -210,3 +214,65 @@ LESSER_CPUS: dict[str, dict[str, str]] = {
         "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
     },
 }
+
+
+# -- vendor-independent transcendental functions ---------------------------------------------------
+#: ATen operators that PyTorch's CPU build computes with MKL's vector math (VML), whose results
+#: depend on the CPU's vendor (found by breaking on MKL's ``vms*``/``vmd*`` entry points; ``pow``
+#: with exponent 0.5 and ``xlogy``/``logit`` reach VML too). Portable runs call none of them.
+VML_OPS = frozenset(
+    {
+        "sqrt",
+        "exp",
+        "log",
+        "log2",
+        "log10",
+        "tanh",
+        "sin",
+        "cos",
+        "tan",
+        "asin",
+        "acos",
+        "atan",
+        "erf",
+        "erfc",
+        "erfinv",
+        "xlogy",
+        "logit",
+    }
+)
+_LOG2E = math.log2(math.e)
+_LN2 = math.log(2.0)
+
+
+def sqrt(x: torch.Tensor) -> torch.Tensor:
+    """``x.sqrt()``; in portable mode the correctly rounded square root (IEEE 754's, as NumPy's).
+
+    Not differentiable in portable mode: the package takes square roots of statistics only.
+    """
+    if _pinned and x.device.type == "cpu":
+        return torch.from_numpy(np.sqrt(x.detach().numpy()))
+    return x.sqrt()
+
+
+def exp(x: torch.Tensor) -> torch.Tensor:
+    """``x.exp()``; in portable mode ``exp2(x * log2(e))`` (ATen's own vectorised kernel, differentiable)."""
+    if _pinned:
+        return torch.exp2(x * _LOG2E)
+    return x.exp()
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """``x.tanh()``; in portable mode ``2 * sigmoid(2x) - 1`` (ATen's own kernel, differentiable)."""
+    if _pinned:
+        return torch.sigmoid(x * 2.0) * 2.0 - 1.0
+    return x.tanh()
+
+
+def log(x: torch.Tensor) -> torch.Tensor:
+    """``x.log()`` of positive ``x``; in portable mode ``log1p(m - 1) + e * ln 2`` with ``x = m * 2**e``
+    (``m`` in [0.5, 1), so ``m - 1`` is exact). Not differentiable in portable mode."""
+    if _pinned:
+        m, e = torch.frexp(x.detach())
+        return torch.log1p(m - 1.0) + e.to(x.dtype) * _LN2
+    return x.log()

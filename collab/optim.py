@@ -7,6 +7,8 @@ import warnings
 
 import torch
 
+from collab import numerics
+
 # Gradients are views into one flat [n, P] buffer (see flatten_parameters): strided, not dense, so
 # autograd warns that they do not obey its layout contract. It still accumulates into them in place
 # (tested in tests/test_ppo.py); the warning is about a possible slowdown only.
@@ -72,12 +74,12 @@ class BatchedAdam:
         dev = self.params.device
         step_size = torch.where(active, lr.to(torch.float64).cpu() / bc1, torch.zeros_like(bc1))
         step_size = step_size.float()[:, None].to(dev)
-        bc2_sqrt = bc2.sqrt().float()[:, None].to(dev)
+        bc2_sqrt = numerics.sqrt(bc2).float()[:, None].to(dev)
         a = active.float()[:, None].to(dev)
         m, v = self.exp_avg, self.exp_avg_sq
         m.lerp_(grad, (1 - b1) * a)  # inactive agents: weight 0, m unchanged
         v.mul_(1 - (1 - b2) * a).addcmul_(grad * a, grad, value=1 - b2)
-        denom = v.sqrt().div_(bc2_sqrt).add_(self.eps)  # in place on fresh tensors: same values
+        denom = numerics.sqrt(v).div_(bc2_sqrt).add_(self.eps)  # in place on fresh tensors: same values
         self.params.sub_(torch.mul(step_size, m).div_(denom))
 
     def state_tensors(self) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from collab import numerics
 from collab.config import PPOConfig
 from collab.envs import EnvSpec, EpisodeLimitError, PopulationEnv
 from collab.networks import PopulationActorCritic, log_prob_entropy, sample_action
@@ -59,7 +60,7 @@ MASKED_LOGIT = -1e8
 def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard Gumbel draws: ``argmax(logp + noise)`` samples from ``softmax(logp)`` (Gumbel-max)."""
     u = torch.rand(shape, generator=generator).clamp_(1e-20, 1.0)
-    return -torch.log(-torch.log(u))
+    return -numerics.log(-numerics.log(u))
 
 
 class PopulationPPO:
@@ -137,7 +138,7 @@ class PopulationPPO:
         if self.obs_rms is None:
             return lambda obs: obs.to(device)
         mean = self.obs_rms.mean.float().unsqueeze(1)
-        std = (self.obs_rms.var.float() + 1e-8).sqrt().unsqueeze(1)
+        std = numerics.sqrt(self.obs_rms.var.float() + 1e-8).unsqueeze(1)
         if device.type == "cpu":  # the statistics live on the CPU: no transfer to ask for
             return lambda obs: ((obs - mean) / std).clamp_(-10.0, 10.0)
         return lambda obs: ((obs - mean) / std).clamp_(-10.0, 10.0).to(device)
@@ -375,11 +376,11 @@ class PopulationPPO:
         log_std = getattr(self.net, "log_std", None)
         newlogp, ent = log_prob_entropy(out, log_std, actions, self.spec.discrete)
         logratio = newlogp - logp_old
-        ratio = logratio.exp()
+        ratio = numerics.exp(logratio)
         a_mean = (adv * w).sum(1, keepdim=True) / c.unsqueeze(1)
         centred = adv - a_mean
         a_var = ((centred**2) * w).sum(1, keepdim=True) / (c - 1).clamp(min=1).unsqueeze(1)
-        a = centred / (a_var.sqrt() + 1e-8)
+        a = centred / (numerics.sqrt(a_var) + 1e-8)
         neg_a = -a
         pg = torch.max(neg_a * ratio, neg_a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
         v_loss = 0.5 * (newv - ret) ** 2

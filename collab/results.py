@@ -54,7 +54,8 @@ SCHEMA: dict[str, list[str]] = {
     ],
 }
 #: Files a run writes only when asked: ``population_eval.csv`` with ``reeval_episodes`` > 0 (every
-#: final agent and the selected checkpoint on the same ``reeval_episodes`` episodes).
+#: final agent and the selected checkpoint on the same ``reeval_episodes`` episodes), and
+#: ``reselection.csv`` with ``reselect_top`` >= 2 (the candidates for selection).
 OPTIONAL_SCHEMA: dict[str, list[str]] = {
     "population_eval.csv": KEY_COLUMNS
     + [
@@ -62,6 +63,15 @@ OPTIONAL_SCHEMA: dict[str, list[str]] = {
         "round",  # round the agent's state comes from (final agents: the last round)
         "episode",  # 0..reeval_episodes-1 (the same episodes for every agent)
         "return",  # undiscounted return of that episode (deterministic policy)
+    ],
+    "reselection.csv": KEY_COLUMNS
+    + [
+        "candidate",  # 0..reselect_top-1, by validation return (0: the paper's selection)
+        "agent",  # the candidate checkpoint's agent
+        "round",  # and round
+        "val_return",  # its validation return
+        "reselect_return",  # its mean return on reselect_episodes fresh episodes (the same for all)
+        "selected",  # whether it was selected (the best reselect_return; ties: the lower candidate)
     ],
 }
 #: Columns whose values change from run to run of the same config (ignored by determinism checks).

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from collab import numerics
+
 
 class RunningMeanStd:
     """Per-agent running mean/variance (parallel algorithm, as SB3's RunningMeanStd), shape [n, *shape]."""
@@ -97,7 +99,7 @@ def scale_rewards(
         rets[t] = acc
         acc = acc * (1.0 - done[t].double())
     rms.update(per_agent(rets), per_agent(valid))
-    std = (rms.var.float() + 1e-8).sqrt().view(1, -1, 1)
+    std = numerics.sqrt(rms.var.float() + 1e-8).view(1, -1, 1)
     return (rewards / std).clamp(-10.0, 10.0), acc
 
 

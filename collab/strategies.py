@@ -213,6 +213,8 @@ class _Run:
         self.env_steps = np.zeros(n, dtype=np.int64)
         self.best: tuple[float, int, int] = (-np.inf, -1, -1)  # (val_return, agent, round)
         self.best_snap: dict[str, torch.Tensor] | None = None
+        #: with reselect_top: the best checkpoints so far, [(val_return, agent, round, snapshot)]
+        self.top: list[tuple[float, int, int, dict[str, torch.Tensor]]] = []
         self.rnd = 0
         self.t0 = time.perf_counter()
         self.bar = tqdm(
@@ -272,7 +274,36 @@ class _Run:
             if val[a] > self.best[0]:
                 self.best = (float(val[a]), a, self.rnd)
                 self.best_snap = self.agents.snapshot(a)
+            k = cfg.reselect_top
+            if k and (len(self.top) < k or val[a] > self.top[-1][0]):  # ties: the earlier stays
+                self.top.append((float(val[a]), a, self.rnd, self.agents.snapshot(a)))
+                self.top.sort(key=lambda c: -c[0])  # stable: earlier candidates first among ties
+                del self.top[k:]
         return val
+
+    def reselect(self) -> list[dict]:
+        """With ``reselect_top``: re-validate the best checkpoints on fresh episodes and select the
+        best of them (``self.best``, ``self.best_snap``); the ``reselection.csv`` rows."""
+        cfg = self.cfg
+        k = len(self.top)
+        cands = PopulationPPO(self.env.spec, self.ppo_cfg, [0] * k, "cpu")
+        for i, (_, _, _, snap) in enumerate(self.top):
+            cands.load_snapshot(i, {name: t.cpu() for name, t in snap.items()})
+        env = PopulationEnv.for_ppo(
+            cfg.env_id, k, self.ppo_cfg, cfg.seed, cfg.reselect_episodes, purpose="reselect",
+            shared_seeds=True, **self.env_kw,
+        )  # fmt: skip
+        with self.located("re-validation", (env,)):
+            again = evaluate(cands, env).mean(axis=1)
+        env.close()
+        pick = int(np.argmax(again))  # first maximum: the better validated among ties
+        val, agent, rnd, snap = self.top[pick]
+        self.best, self.best_snap = (val, agent, rnd), snap
+        return [
+            {**self.keys, "candidate": i, "agent": c[1], "round": c[2], "val_return": c[0],
+             "reselect_return": float(again[i]), "selected": i == pick}
+            for i, c in enumerate(self.top)
+        ]  # fmt: skip
 
     def share(self, round_returns: list[list[float]]) -> tuple[np.ndarray, list[dict[str, float]]]:
         """The round's copies (UCB sharing or PBT): each agent's source, and the hyperparameters the
@@ -341,6 +372,7 @@ class _Run:
     def finish(self, val: np.ndarray, src: np.ndarray) -> RunResult:
         """Final evaluation, the agents' checkpoints, optional re-evaluation, and the result files."""
         cfg, keys, env = self.cfg, self.keys, self.env
+        reselection = self.reselect() if cfg.reselect_top else None
         chosen, final = self.final_evaluation()
         events = self.sharer.log + (self.pbt.log if self.pbt else [])
         sharing = [{**keys, **dataclasses.asdict(e)} for e in events]
@@ -380,5 +412,7 @@ class _Run:
             extra: dict[str, bytes | pd.DataFrame] = dict(files)
             if population_eval is not None:
                 extra["population_eval.csv"] = population_eval
+            if reselection is not None:
+                extra["reselection.csv"] = frame("reselection.csv", reselection)
             write_run(cfg.out_dir, result.curves, result.final, result.sharing, config, extra)
         return result

@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +29,10 @@ from test_workflow import (
     TINY_WORKFLOW,
     _mtimes,
     _run_dir,
+    gated,
     job_counts,
     snakemake,
+    wait_until,
     write_config,
 )
 
@@ -45,11 +46,15 @@ CSVS = ["curves.csv", "final.csv", "sharing.csv"]
 SACCT_FIELDS = ["JobID", "State", "Timelimit", "ReqMem", "ReqCPUS", "Partition", "WorkDir"]
 
 
-def _tiny(runtime_min: int, mem_mb: int) -> dict:
+GATED = "GateCartPole-v1"  # CartPole whose runs start when the test says so (tests/gate/sitecustomize.py)
+
+
+def _tiny(runtime_min: int, mem_mb: int, env_id: str = "CartPole-v1") -> dict:
     """The tiny CartPole grid of test_workflow (2 setups x 2 seeds) with these SLURM resources."""
     return {
         **TINY_WORKFLOW,
         "defaults": {**TINY_WORKFLOW["defaults"], "runtime_min": runtime_min, "mem_mb": mem_mb},
+        "envs": {env_id: {}},
     }
 
 
@@ -175,10 +180,10 @@ def read_results(d: Path, name: str) -> pd.DataFrame:
     return pd.read_csv(d / name).drop(columns=VOLATILE_COLUMNS, errors="ignore")
 
 
-def assert_same_results(workdir: Path, reference: Path) -> None:
+def assert_same_results(workdir: Path, reference: Path, env_id: str = "CartPole-v1") -> None:
     """Every run's CSVs and config.json, and the aggregated CSVs, as in ``reference`` (wall times aside)."""
     for setup, seed in CELLS:
-        got, want = _run_dir(workdir, setup, seed), _run_dir(reference, setup, seed)
+        got, want = _run_dir(workdir, setup, seed, env_id), _run_dir(reference, setup, seed, env_id)
         for name in CSVS:
             pd.testing.assert_frame_equal(
                 read_results(got, name), read_results(want, name), obj=f"{setup}/seed{seed}/{name}"
@@ -240,80 +245,93 @@ def test_slurm_jobs_request_the_configs_resources(slurm_grid: tuple[Path, str]) 
 
 
 def wait_for_second_job(
-    workdir: Path, controller: subprocess.Popen, log: Path
+    workdir: Path, controller: subprocess.Popen, log: Path, gate: Path
 ) -> tuple[list[tuple[str, int]], tuple[str, int], str]:
-    """Wait until one run is finished and the next run's job is training: (finished runs, the cell whose
-    training notebook has started, its SLURM job id)."""
-    deadline = time.monotonic() + 300
-    while True:
+    """Wait until one run is finished and the next run's job is blocked at its gate (one ticket let the
+    first through): (finished runs, the cell whose training notebook has started, its SLURM job id)."""
+    found: dict[str, object] = {}
+
+    def second_job_blocked() -> bool:
         assert controller.poll() is None, f"the controller ended early:\n{log.read_text()[-4000:]}"
-        assert time.monotonic() < deadline, f"no finished run and running job:\n{log.read_text()[-4000:]}"
-        done = [c for c in CELLS if is_complete_run(_run_dir(workdir, *c))]
-        logs = workdir / "runs" / "tiny" / "logs" / "train" / "CartPole-v1"
+        done = [c for c in CELLS if is_complete_run(_run_dir(workdir, *c, GATED))]
+        logs = workdir / "runs" / "tiny" / "logs" / "train" / GATED
         started = [c for c in CELLS if c not in done and (logs / c[0] / f"seed{c[1]}.log").exists()]
         running = [i for i, state in queued_jobs(workdir).items() if state == "RUNNING"]
-        if done and started and running:
-            assert len(done) == 1 and len(started) == 1 and len(running) == 1, (done, started, running)
-            return done, started[0], running[0]
-        time.sleep(0.2)
+        found.update(done=done, started=started, running=running)
+        return bool(done and started and running and any(gate.glob("waiting-*")))
+
+    wait_until(second_job_blocked, f"finished run and blocked job:\n{log.read_text()[-4000:]}")
+    done, started, running = found["done"], found["started"], found["running"]
+    assert len(done) == 1 and len(started) == 1 and len(running) == 1, found
+    return done, started[0], running[0]
 
 
 @pytest.mark.slurm
-def test_preempted_grid_resumes(cluster: Cluster, local_grid: Path, tmp_path: Path) -> None:
+def test_preempted_grid_resumes(cluster: Cluster, tmp_path: Path) -> None:
     """A SLURM job cancelled mid-run and the Snakemake controller killed, then the same command again.
 
-    The controller runs one job at a time (``--jobs 1``), so the run that finished before the kill was
-    recorded as finished. The cancelled run's folder is then given the CSVs a run killed while writing its
-    results would leave (another run's, without config.json): the restart must recompute it.
+    The runs are gated (GateCartPole-v1): one ticket lets the first run through, so the kill comes when
+    one run is finished (and recorded: ``--jobs 1``) and the next run's job is blocked, whatever the
+    machine's speed. The cancelled run's folder is then given the CSVs a run killed while writing its
+    results would leave (another run's, without config.json): the restart must recompute it, and the
+    grid must equal the same gated grid run locally without interruption.
     """
-    configfile = write_config(tmp_path / "tiny.yaml", _tiny(runtime_min=9, mem_mb=800))
+    gate, reference = tmp_path / "gate", tmp_path / "local"
+    env = gated(gate)
+    reference.mkdir()
+    (gate / "open").touch()
+    configfile = write_config(tmp_path / "tiny.yaml", _tiny(runtime_min=9, mem_mb=800, env_id=GATED))
+    r = snakemake(reference, "grid", "--cores", "2", "--configfile", str(configfile), env=env)
+    assert r.returncode == 0, r.stderr[-4000:]
+    (gate / "open").unlink()
+    (gate / "ticket-0").touch()
+
+    work = tmp_path / "work"
+    work.mkdir()
     args = slurm_args(configfile, cluster)
     log = tmp_path / "controller.log"
     with log.open("w") as out:
         controller = subprocess.Popen(
-            [*SNAKEMAKE, "--directory", str(tmp_path), *args, "--jobs", "1"],
+            [*SNAKEMAKE, "--directory", str(work), *args, "--jobs", "1"],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
     try:
-        done, started, running = wait_for_second_job(tmp_path, controller, log)
+        done, started, running = wait_for_second_job(work, controller, log, gate)
         job = scontrol_job(running)  # the resources of a running job, read back from the scheduler
         assert minutes(job["TimeLimit"]) == 9 and megabytes(job["MinMemoryNode"]) == 800, job
-        assert Path(job["WorkDir"]).resolve() == tmp_path.resolve()
-        kept = {
-            cell: (_mtimes(_run_dir(tmp_path, *cell)), digests(_run_dir(tmp_path, *cell))) for cell in done
-        }
+        assert Path(job["WorkDir"]).resolve() == work.resolve()
+        run = {cell: _run_dir(work, *cell, GATED) for cell in CELLS}
+        kept = {cell: (_mtimes(run[cell]), digests(run[cell])) for cell in done}
         os.killpg(controller.pid, signal.SIGKILL)  # the login node goes away ...
         controller.wait(timeout=60)
         assert _cmd("scancel", running).returncode == 0  # ... and the job is preempted
-        deadline = time.monotonic() + 120
-        while queued_jobs(tmp_path) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not queued_jobs(tmp_path)
+        wait_until(lambda: not queued_jobs(work), "empty queue after scancel")
     finally:
         if controller.poll() is None:
             os.killpg(controller.pid, signal.SIGKILL)
             controller.wait(timeout=60)
-        for leftover in queued_jobs(tmp_path):
+        for leftover in queued_jobs(work):
             _cmd("scancel", leftover)
 
-    cancelled = _run_dir(tmp_path, *started)
+    cancelled = run[started]
     assert not is_complete_run(cancelled), "the cancelled job finished its run first"
     cancelled.mkdir(parents=True, exist_ok=True)
     for f in CSVS:  # half-written: a run writes config.json last
-        shutil.copy2(_run_dir(tmp_path, *done[0]) / f, cancelled / f)
+        shutil.copy2(run[done[0]] / f, cancelled / f)
 
-    r = snakemake(tmp_path, "--unlock", *args)  # a killed controller leaves its lock behind
+    (gate / "open").touch()
+    r = snakemake(work, "--unlock", *args, env=env)  # a killed controller leaves its lock behind
     assert r.returncode == 0, r.stderr[-4000:]
-    r = snakemake(tmp_path, *args)
+    r = snakemake(work, *args, env=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
     assert job_counts(r.stdout + r.stderr)["train"] == len(CELLS) - 1  # all but the finished run
     for cell, (mtimes, sums) in kept.items():
-        d = _run_dir(tmp_path, *cell)
-        assert _mtimes(d) == mtimes and digests(d) == sums, f"finished run {cell} was touched"
-    assert_same_results(tmp_path, local_grid)  # the cancelled run among them, recomputed
-    states = [j["State"].split()[0] for j in slurm_jobs(tmp_path)]
+        assert _mtimes(run[cell]) == mtimes and digests(run[cell]) == sums, f"finished run {cell} was touched"
+    assert_same_results(work, reference, GATED)  # the cancelled run among them, recomputed
+    states = [j["State"].split()[0] for j in slurm_jobs(work)]
     assert sorted(states) == ["CANCELLED"] + ["COMPLETED"] * len(CELLS), states
 
 

@@ -90,6 +90,8 @@ def test_same_config_same_csvs(tmp_path):
         ("env_threads", 0, "env_threads=0"),
         ("torch_threads", True, "torch_threads=True"),
         ("numerics", "exact", "numerics='exact'"),
+        ("reselect_top", 1, "reselect_top=1"),
+        ("reselect_episodes", 3, "reselect_episodes=3"),
         ("ppo", {"lr": 1e-3}, r"ppo settings=\['lr'\]"),
     ],
 )
@@ -100,6 +102,48 @@ def test_bad_input_one_clear_error_and_nothing_written(field, value, needle, tmp
         run_experiment(cfg, progress=False)
     assert "not allowed" in str(e.value)
     assert not out.exists()
+
+
+def test_reselection_picks_the_best_revalidated_of_the_top_candidates(tmp_path):
+    """With reselect_top the run trains exactly as without; its candidates are the k best validated
+    checkpoints (candidate 0 the paper's selection), and it selects the best of them on fresh episodes."""
+    runs = {}
+    for k in (0, 4):
+        out = tmp_path / f"k{k}"
+        cfg = ExperimentConfig(
+            strategy="independent",
+            seed=3,
+            out_dir=str(out),
+            reselect_top=k,
+            reselect_episodes=3 if k else 0,
+            **BASE,
+        )
+        runs[k] = run_experiment(cfg, progress=False)
+    paper, re = runs[0], runs[4]
+    pd.testing.assert_frame_equal(
+        paper.curves.drop(columns=VOLATILE_COLUMNS), re.curves.drop(columns=VOLATILE_COLUMNS)
+    )
+    cands = read_csv_checked(tmp_path / "k4" / "reselection.csv")
+    assert not (tmp_path / "k0" / "reselection.csv").exists()
+    assert list(cands["candidate"]) == [0, 1, 2, 3] and cands["selected"].sum() == 1
+    # the k best (agent, round) validation returns of the run, best first, earlier rounds first among ties
+    c = paper.curves
+    ranked = c.assign(r=-c["round"], a=-c["agent"]).sort_values(["val_return", "r", "a"], ascending=False)
+    assert list(zip(cands["agent"], cands["round"], strict=True)) == list(
+        zip(ranked["agent"][:4], ranked["round"][:4], strict=True)
+    )
+    assert np.array_equal(cands["val_return"], ranked["val_return"][:4])
+    first = paper.final.iloc[0]
+    assert (cands["agent"][0], cands["round"][0]) == (first["selected_agent"], first["selected_round"])
+    pick = cands[cands["selected"]].iloc[0]
+    assert pick["reselect_return"] == cands["reselect_return"].max()
+    assert pick["candidate"] == cands.index[cands["reselect_return"] == pick["reselect_return"]][0]
+    chosen = re.final.iloc[0]
+    assert (chosen["selected_agent"], chosen["selected_round"], chosen["selected_val_return"]) == (
+        pick["agent"],
+        pick["round"],
+        pick["val_return"],
+    )
 
 
 def test_unwritable_out_dir(tmp_path):

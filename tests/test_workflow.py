@@ -30,9 +30,15 @@ EXPECTED = {  # profile -> number of seeds
 }
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True, timeout=timeout
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -205,8 +211,8 @@ TINY_WORKFLOW = {
 CELLS = [("independent", 0), ("independent", 1), ("collaborative_2", 0), ("collaborative_2", 1)]
 
 
-def _run_dir(workdir: Path, setup: str, seed: int) -> Path:
-    return workdir / "data" / "tiny" / "runs" / "CartPole-v1" / setup / f"seed{seed}"
+def _run_dir(workdir: Path, setup: str, seed: int, env_id: str = "CartPole-v1") -> Path:
+    return workdir / "data" / "tiny" / "runs" / env_id / setup / f"seed{seed}"
 
 
 def _mtimes(d: Path) -> dict[str, int]:
@@ -262,37 +268,69 @@ def test_workflow_runs_and_resumes_without_recomputing(tmp_path: Path) -> None:
     assert "worst CartPole-v1: collaborative_2 seed 1, final evaluation 3.0" in log
 
 
+GATE = Path(__file__).resolve().parent / "gate"  # sitecustomize.py: GateCartPole-v1 (see its docstring)
+
+
+def gated(gate: Path) -> dict[str, str]:
+    """The environment of a process whose GateCartPole-v1 runs wait for tickets in ``gate``."""
+    gate.mkdir(exist_ok=True)
+    path = os.pathsep.join(p for p in (str(GATE), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "COLLAB_TEST_GATE": str(gate)}
+
+
+def wait_until(condition, what: str, proc: subprocess.Popen | None = None, limit_s: float = 600) -> None:
+    """Poll ``condition`` until it holds; fail if ``proc`` ends first or after a generous ``limit_s``
+    (a hang guard only: the test, not the clock, decides when each run may start)."""
+    waited = 0.0
+    while not condition():
+        assert proc is None or proc.poll() is None, f"the workflow ended before {what}"
+        assert waited < limit_s, f"no {what} after {limit_s} s"
+        time.sleep(0.1)
+        waited += 0.1
+
+
 @pytest.mark.slow
 def test_killed_workflow_resumes(tmp_path: Path) -> None:
-    """Ctrl-C in the middle of the grid, then the same command with --rerun-incomplete."""
-    configfile = write_config(tmp_path / "tiny.yaml", TINY_WORKFLOW)
+    """Ctrl-C while the second run of the grid trains, then the same command with --rerun-incomplete.
+
+    The runs are gated (GateCartPole-v1): one ticket lets exactly one run through, so the interrupt
+    comes when one run is finished and the next is blocked, on a fast machine as on a slow one.
+    """
+    gate = tmp_path / "gate"
+    env = gated(gate)
+    configfile = write_config(tmp_path / "tiny.yaml", {**TINY_WORKFLOW, "envs": {"GateCartPole-v1": {}}})
     args = ["grid", "--cores", "1", "--rerun-incomplete", "--configfile", str(configfile)]
+
+    def finished() -> list[tuple[str, int]]:
+        return [c for c in CELLS if is_complete_run(_run_dir(tmp_path, *c, env_id="GateCartPole-v1"))]
+
+    (gate / "ticket-0").touch()
     proc = subprocess.Popen(
         [*SNAKEMAKE, "--directory", str(tmp_path), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=env,
     )
-    deadline = time.monotonic() + 300
-    done: list[tuple[str, int]] = []
-    while time.monotonic() < deadline and not done:
-        done = [c for c in CELLS if is_complete_run(_run_dir(tmp_path, *c))]
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
-    proc.wait(timeout=120)
-    assert done, "no cell finished"
-    done = [c for c in CELLS if is_complete_run(_run_dir(tmp_path, *c))]
-    assert len(done) < len(CELLS), "the whole grid finished before the interrupt"
-    kept = {cell: _mtimes(_run_dir(tmp_path, *cell)) for cell in done}
+    try:
+        wait_until(lambda: len(finished()) == 1 and any(gate.glob("waiting-*")), "blocked second run", proc)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done = finished()
+    assert len(done) == 1, done
+    kept = {cell: _mtimes(_run_dir(tmp_path, *cell, env_id="GateCartPole-v1")) for cell in done}
 
-    r = snakemake(tmp_path, *args)
+    (gate / "open").touch()
+    r = snakemake(tmp_path, *args, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-4000:]
-    for cell in CELLS:
-        assert is_complete_run(_run_dir(tmp_path, *cell))
-    recomputed = [cell for cell, m in kept.items() if _mtimes(_run_dir(tmp_path, *cell)) != m]
-    # a cell that finished its files but whose job Snakemake had not yet recorded as done is rerun
-    assert len(recomputed) <= 1, f"finished cells recomputed: {recomputed}"
-    assert job_counts(r.stderr + r.stdout)["train"] <= len(CELLS) - len(done) + 1
+    assert finished() == CELLS
+    assert {cell: _mtimes(_run_dir(tmp_path, *cell, env_id="GateCartPole-v1")) for cell in done} == kept, (
+        "a finished run was recomputed"
+    )
+    assert job_counts(r.stderr + r.stdout)["train"] == len(CELLS) - 1
 
 
 def test_interim_lists_only_complete_runs_and_rejects_bad_profile(tmp_path, capsys):

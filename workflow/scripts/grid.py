@@ -34,6 +34,8 @@ BUDGET_KEYS = (
     "backend",
     "numerics",
     "reeval_episodes",
+    "reselect_top",
+    "reselect_episodes",
 )
 #: The notebook every cell runs; a budget key it has no parameter for is refused (it would be ignored).
 TRAIN_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train.ipynb"
