@@ -1,8 +1,9 @@
 """Where runs diverge across CPUs, and what portable numerics cost.
 
 One machine can imitate a lesser CPU: each library that picks its kernels by the CPU can be told to
-stop at a lower instruction set. This script runs the same short experiments (one per environment)
-in fresh processes under each such *dispatch setting*, in both numerics modes, and reports whether
+stop at a lower instruction set, and MKL's vector math can be forced onto the code paths it runs on
+other CPUs. This script runs the same short experiments (one per environment) in fresh processes
+under each such *dispatch setting*, in both numerics modes, and reports whether
 the CSVs equal those of the unrestricted run. Then it times native against portable numerics side by
 side (alternating, fresh processes, the run itself only) and reports the median ratio.
 
@@ -31,8 +32,12 @@ from collab.numerics import LESSER_CPUS
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results"
 
-#: Dispatch settings: this machine's own kernels, then those of lesser CPUs.
-SETTINGS: dict[str, dict[str, str]] = {"unrestricted": {}, **LESSER_CPUS}
+#: MKL's vector math (VML) runs one code path on Intel CPUs and another elsewhere, whatever the
+#: environment says; the child forces it onto path N (MKL's internal ``mkl_vml_cpu_type``) to imitate
+#: another vendor's. Paths 1, 7 and 9 give other float sqrt/exp/tanh results than an AMD EPYC's own.
+VML_PATHS = {f"MKL VML path {n}": {"COLLAB_MKL_VML_PATH": str(n)} for n in (1, 7, 9)}
+#: Dispatch settings: this machine's own kernels, then those of lesser CPUs and other VML paths.
+SETTINGS: dict[str, dict[str, str]] = {"unrestricted": {}, **LESSER_CPUS, **VML_PATHS}
 
 #: One short collaborative experiment per environment: long enough for chaos to spread a
 #: last-bit difference into the returns, short enough to run many times.
@@ -50,12 +55,22 @@ BASE = {"strategy": "collaborative", "n_agents": 2, "val_episodes": 2, "eval_epi
 
 #: The child: one experiment, prints the CSVs' digest and the run's seconds as JSON.
 CHILD = """
-import hashlib, json, sys, time
+import ctypes, hashlib, json, os, sys, time
 from pathlib import Path
 import pandas as pd
-from collab import ExperimentConfig, run_experiment
+from collab import ExperimentConfig, numerics, run_experiment
 from collab.results import SCHEMA, VOLATILE_COLUMNS
 cfg = ExperimentConfig.from_dict(json.loads(sys.argv[1]))
+if os.environ.get("COLLAB_MKL_VML_PATH"):  # before MKL's first call picks its code paths
+    numerics.apply(cfg.numerics)
+    detect = ctypes.cast(numerics._mkl().mkl_serv_cpu_detect, ctypes.c_void_p).value
+    code = ctypes.string_at(detect, 7)  # cmpl $0, mkl_cpu_type(%rip): the variable it caches
+    assert code[:2] == bytes.fromhex("833d"), "this MKL build has another layout"
+    cpu_type = detect + 7 + int.from_bytes(code[2:6], "little", signed=True)
+    vml_type = ctypes.c_int.from_address(cpu_type + 4)  # mkl_vml_cpu_type follows it
+    assert vml_type.value == -1, "MKL already chose its paths"
+    ctypes.c_int.from_address(cpu_type).value = 0
+    vml_type.value = int(os.environ["COLLAB_MKL_VML_PATH"])
 t0 = time.perf_counter()
 run_experiment(cfg, progress=False)
 secs = time.perf_counter() - t0

@@ -23,15 +23,9 @@ import torch
 from collab import ExperimentConfig, run_experiment
 from collab.numerics import LESSER_CPUS, NATIVE_KEY, NumericsError, fingerprint, same_native_kernels
 from collab.results import SCHEMA, VOLATILE_COLUMNS
+from collab.trace import BASE, CELLS, REFERENCE
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "portable"
-CELLS = {
-    "Pendulum-v1": {"episodes_per_agent": 20, "validate_every": 5},
-    "Taxi-v4": {"episodes_per_agent": 40, "validate_every": 10},
-    "LunarLander-v3": {"episodes_per_agent": 12, "validate_every": 4},
-    "CarRacing-v3": {"episodes_per_agent": 4, "validate_every": 2, "max_episode_steps": 60},
-}
-BASE = {"strategy": "collaborative", "n_agents": 2, "val_episodes": 2, "eval_episodes": 3, "seed": 0}
+GOLDEN = REFERENCE  # tests/data/portable/<env>/: the committed portable cells (collab.trace.CELLS)
 #: Dispatch settings that make this machine's libraries pick the kernels of a lesser CPU
 #: (benchmarks/portability.py measures which of them change native results).
 LESSER = {k: LESSER_CPUS[k] for k in ("ATen default", "MKL SSE4.2", "all AVX2")}
@@ -84,7 +78,11 @@ def test_committed_portable_runs_reproduce(env_id, tmp_path):
         golden.mkdir(parents=True, exist_ok=True)
         for f in [*SCHEMA, "config.json"]:
             (golden / f).write_bytes((tmp_path / f).read_bytes())
-    assert_same_tables(golden, tmp_path)
+    try:
+        assert_same_tables(golden, tmp_path)
+    except AssertionError as e:
+        hint = f"`python -m collab.trace --env {env_id}` names the first operator that differs here"
+        raise AssertionError(f"{e}\n{hint}") from None
 
 
 @needs_avx2

@@ -401,7 +401,7 @@ def test_study_dry_run_lists_its_jobs(tmp_path: Path) -> None:
     r = snakemake(tmp_path, "-n", "--configfile", str(configfile))
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
-    assert job_counts(out)["train"] == len(study["envs"]) * len(study["setups"]) * len(study["seeds"]) == 330
+    assert job_counts(out)["train"] == len(study["envs"]) * len(study["setups"]) * len(study["seeds"]) == 550
     runs = set(re.findall(r"data/study/runs/([\w.-]+)/([\w.-]+)/seed(\d+)/config\.json", out))
     assert {s for _, s, _ in runs} == set(study["setups"])
     assert ("Pendulum-v1", "collab8_sign_robust_1.05", "9") in runs
