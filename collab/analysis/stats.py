@@ -14,7 +14,10 @@ each has at 5 and 10 seeds (``benchmarks/coverage.py``; ``docs/analysis.md``):
   values) and a robust Fieller interval on absolute deviations (:func:`mad_reduction_test`) are kept
   for comparison;
 - many cells at once: Holm's step-down adjustment (:func:`holm`); the seeds a decision or a precision
-  would take (:func:`seeds_to_decide`, :func:`seeds_for_halfwidth`).
+  would take (:func:`seeds_to_decide`, :func:`seeds_for_halfwidth`);
+- what a comparison excludes: the verdict of a difference's interval against an equivalence margin
+  (:func:`margin_verdict`), the two one-sided tests' p-value (:func:`tost`), and the seeds that give
+  a test 80% power against a difference of the margin (:func:`seeds_for_power`).
 
 Bootstraps go through ``scipy.stats.bootstrap`` with a fixed generator seed, so every number is
 identical from run to run.
@@ -411,3 +414,71 @@ def seeds_for_halfwidth(sd: float, half_width: float, confidence: float = CONFID
 def seed_values(df: pd.DataFrame, value: str) -> np.ndarray:
     """The ``value`` column of ``df`` ordered by seed (one value per seed)."""
     return df.sort_values("seed")[value].to_numpy(float)
+
+
+#: The verdicts of :func:`margin_verdict`.
+MARGIN_VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+
+
+def margin_verdict(lo: float, hi: float, margin: float) -> str:
+    """The verdict of a difference's interval [lo, hi] against an equivalence margin ``margin`` > 0:
+    ``better`` (lo > 0), ``worse`` (hi < 0), ``equivalent`` (inside (-margin, margin): no gain or
+    loss of the margin or more), else ``inconclusive``; NaN bounds are inconclusive."""
+    if math.isnan(lo) or math.isnan(hi):
+        return "inconclusive"
+    if lo > 0:
+        return "better"
+    if hi < 0:
+        return "worse"
+    if -margin < lo and hi < margin:
+        return "equivalent"
+    return "inconclusive"
+
+
+def tost(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, margin: float) -> float:
+    """Two one-sided Welch tests of |mean(a) - mean(b)| >= ``margin``: the larger of the two p-values
+    (small: the difference lies within the margin). At level alpha it agrees with the (1 - 2 alpha)
+    Welch interval lying inside (-margin, margin). NaN with fewer than two values on a side."""
+    a, b = _clean(a), _clean(b)
+    if a.size < 2 or b.size < 2:
+        return math.nan
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    diff, se = float(a.mean() - b.mean()), math.sqrt(va + vb)
+    if se == 0:
+        return 0.0 if abs(diff) < margin else 1.0
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    p_low = float(stats.t.sf((diff + margin) / se, df))  # H0: diff <= -margin
+    p_high = float(stats.t.cdf((diff - margin) / se, df))  # H0: diff >= margin
+    return max(p_low, p_high)
+
+
+def power_two_sample(n: int, sd: float, effect: float, alpha: float = 1 - CONFIDENCE) -> float:
+    """Power of the two-sided two-sample t-test with ``n`` seeds per setup and per-seed spread ``sd``
+    against a true difference ``effect`` (noncentral t, equal spreads)."""
+    if n < 2 or sd <= 0:
+        return math.nan
+    df = 2 * n - 2
+    ncp = effect / (sd * math.sqrt(2.0 / n))
+    crit = float(stats.t.ppf(1 - alpha / 2, df))
+    return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
+
+
+def seeds_for_power(
+    sd: float, effect: float, power: float = 0.8, alpha: float = 1 - CONFIDENCE, limit: int = 100_000
+) -> float:
+    """Fewest seeds per setup with which :func:`power_two_sample` reaches ``power`` against ``effect``
+    (inf beyond ``limit``, NaN for a NaN or non-positive spread or effect)."""
+    if math.isnan(sd) or math.isnan(effect) or sd <= 0 or effect == 0:
+        return math.nan
+    lo, hi = 2, 2
+    while power_two_sample(hi, sd, abs(effect), alpha) < power:
+        if hi >= limit:
+            return math.inf
+        lo, hi = hi, min(2 * hi, limit)
+    while lo < hi:  # power grows with n: bisect for the first n that reaches it
+        mid = (lo + hi) // 2
+        if power_two_sample(mid, sd, abs(effect), alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(hi)
