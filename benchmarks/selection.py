@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results"
@@ -119,7 +120,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (env_id, setup), g in df.groupby(["env_id", "setup"], sort=False):
         n = len(g)
-        half = 2.776 if n == 5 else 1.96  # t(0.975, 4) for five seeds
+        half = float(stats.t.ppf(0.975, n - 1)) if n > 1 else np.nan
         se = g["gain"].std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
         rows.append(
             {

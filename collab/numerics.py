@@ -9,8 +9,9 @@ runs diverge (``benchmarks/portability.py`` finds where). Four pieces of code de
 * Intel MKL's matrix products, whose code path depends on the CPU's vendor and instruction set;
 * Intel MKL's vector math (VML), to which PyTorch hands ``sqrt``, ``exp``, ``log``, ``tanh`` and the
   other transcendental functions (:data:`VML_OPS`). VML runs one code path on Intel CPUs and another
-  on other vendors' whatever MKL is told: its float ``sqrt`` is correctly rounded on an Intel Xeon
-  and off by one unit in the last place in about 15% of cases on an AMD EPYC;
+  on other vendors', whatever MKL is told: on an AMD EPYC its float ``sqrt`` is off by one unit in
+  the last place in about 15% of cases, and an Intel Xeon computed the first square root of a
+  portable Pendulum run's reward statistics differently, where the two runs parted;
 * oneDNN's convolutions (the CarRacing network), whose JIT code depends on the instruction set.
 
 ``numerics="native"`` (the default) lets every library choose: fastest, bit-identical on the same
@@ -18,11 +19,12 @@ machine. ``numerics="portable"`` pins them before the process's first PyTorch op
 its AVX2 kernels, MKL runs its conditional-numerical-reproducibility ``COMPATIBLE`` branch (the one
 MKL documents as giving the same results on Intel and non-Intel processors), convolutions run
 through ATen and MKL instead of oneDNN, and the package computes the few transcendental functions it
-needs without VML (:func:`sqrt`, :func:`exp`, :func:`log`, :func:`tanh`). Portable runs are then
-bit-identical across machines whose processors run the same AVX2 code, of either vendor: tested by
-running the same cell under every dispatch level one machine offers, by checking that no VML
-operator runs (``tests/test_trace.py``), and against a committed per-operator trace
-(:mod:`collab.trace`). The pins are process-wide and cannot be undone, so one process runs one mode.
+needs without VML (:func:`sqrt`, :func:`exp`, :func:`log`, :func:`tanh`). No kernel left in a
+portable run then picks its code by the CPU's vendor, so portable runs are meant to be bit-identical
+on x86-64 CPUs with AVX2 and FMA of either vendor. What the tests check, on the machine they run on:
+the same cells under every dispatch level it offers, that no VML operator runs
+(``tests/test_trace.py``), and a per-operator trace against our committed one (:mod:`collab.trace`).
+The pins are process-wide and cannot be undone, so one process runs one mode.
 """
 
 from __future__ import annotations
@@ -245,13 +247,22 @@ _LOG2E = math.log2(math.e)
 _LN2 = math.log(2.0)
 
 
+def _no_grad(name: str, x: torch.Tensor) -> None:
+    if x.requires_grad:
+        raise ValueError(
+            f"collab.numerics.{name} of a tensor that requires grad is not allowed in portable mode"
+        )
+
+
 def sqrt(x: torch.Tensor) -> torch.Tensor:
     """``x.sqrt()``; in portable mode the correctly rounded square root (IEEE 754's, as NumPy's).
 
-    Not differentiable in portable mode: the package takes square roots of statistics only.
+    Not differentiable in portable mode (ValueError): the package takes square roots of statistics.
     """
     if _pinned and x.device.type == "cpu":
-        return torch.from_numpy(np.sqrt(x.detach().numpy()))
+        _no_grad("sqrt", x)
+        a = x.numpy()
+        return torch.from_numpy(np.sqrt(a, out=np.empty_like(a)))
     return x.sqrt()
 
 
@@ -271,8 +282,9 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 
 def log(x: torch.Tensor) -> torch.Tensor:
     """``x.log()`` of positive ``x``; in portable mode ``log1p(m - 1) + e * ln 2`` with ``x = m * 2**e``
-    (``m`` in [0.5, 1), so ``m - 1`` is exact). Not differentiable in portable mode."""
+    (``m`` in [0.5, 1), so ``m - 1`` is exact). Not differentiable in portable mode (ValueError)."""
     if _pinned:
-        m, e = torch.frexp(x.detach())
+        _no_grad("log", x)
+        m, e = torch.frexp(x)
         return torch.log1p(m - 1.0) + e.to(x.dtype) * _LN2
     return x.log()

@@ -2,7 +2,8 @@
 
 A run writes into its ``out_dir``: ``curves.csv``, ``final.csv``, ``sharing.csv``, its agents
 (:data:`CHECKPOINT_FILES`, see :mod:`collab.checkpoints`), with ``reeval_episodes`` also
-``population_eval.csv`` (:data:`OPTIONAL_SCHEMA`), and ``config.json``. Every file is written to a
+``population_eval.csv`` and with ``reselect_top`` ``reselection.csv`` (:data:`OPTIONAL_SCHEMA`), and
+``config.json``. Every file is written to a
 temporary name and renamed, and ``config.json`` is written last: a folder whose ``config.json``
 exists holds a complete run.
 """

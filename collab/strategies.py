@@ -1,4 +1,4 @@
-"""The three training strategies of paper section 4.2 and the experiment entry point.
+"""The training strategies (paper section 4.2, and PBT as a baseline) and the experiment entry point.
 
 * **independent**: n agents, k episodes each, no sharing.
 * **sequential**: one agent, n*k episodes.
@@ -16,7 +16,8 @@ At the end of every round each agent is validated on ``val_episodes`` episodes (
 action) of environments seeded apart from training (the same episodes for every agent and round);
 then, for the collaborative strategy only, agents share. Selection, identical for all strategies:
 the checkpoint (agent, round) with the highest validation return over the whole run (ties: the
-earliest). The selected policy is evaluated on ``eval_episodes`` episodes seeded apart from both.
+earliest); with ``reselect_top`` = k, the best of the k best on ``reselect_episodes`` fresh episodes
+(``reselection.csv``). The selected policy is evaluated on ``eval_episodes`` episodes seeded apart.
 """
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ from collab.spaces import check_experiment
 
 @dataclass
 class RunResult:
-    """What a run wrote: the three tables, the resolved configuration and, with ``reeval_episodes``,
-    the re-evaluation of every final agent (``population_eval.csv``; else None)."""
+    """What a run wrote: the three tables, the resolved configuration, with ``reeval_episodes`` the
+    re-evaluation of every final agent (``population_eval.csv``) and with ``reselect_top`` the
+    candidates for selection (``reselection.csv``); else None."""
 
     curves: pd.DataFrame
     final: pd.DataFrame
     sharing: pd.DataFrame
     config: dict
     population_eval: pd.DataFrame | None = None
+    reselection: pd.DataFrame | None = None
 
 
 def _versions() -> dict[str, str]:
@@ -146,7 +149,8 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     Validates ``cfg`` first (raising :class:`collab.ConfigError` before anything is written); writes
     ``curves.csv``, ``final.csv``, ``sharing.csv``, the agents (``selected.safetensors``,
     ``population.safetensors``; :mod:`collab.checkpoints`), with ``reeval_episodes`` > 0
-    ``population_eval.csv``, and ``config.json`` (last) into ``cfg.out_dir``.
+    ``population_eval.csv``, with ``reselect_top`` ``reselection.csv``, and ``config.json`` (last)
+    into ``cfg.out_dir``.
 
     Never open-ended: every episode ends within the environment's time limit and every round within
     a bounded number of rollouts. A NaN or infinity in training (a diverged agent) or from the
@@ -372,7 +376,7 @@ class _Run:
     def finish(self, val: np.ndarray, src: np.ndarray) -> RunResult:
         """Final evaluation, the agents' checkpoints, optional re-evaluation, and the result files."""
         cfg, keys, env = self.cfg, self.keys, self.env
-        reselection = self.reselect() if cfg.reselect_top else None
+        reselection = frame("reselection.csv", self.reselect()) if cfg.reselect_top else None
         chosen, final = self.final_evaluation()
         events = self.sharer.log + (self.pbt.log if self.pbt else [])
         sharing = [{**keys, **dataclasses.asdict(e)} for e in events]
@@ -407,12 +411,13 @@ class _Run:
             frame("sharing.csv", sharing),
             config,
             population_eval,
+            reselection,
         )
         if self.write:
             extra: dict[str, bytes | pd.DataFrame] = dict(files)
             if population_eval is not None:
                 extra["population_eval.csv"] = population_eval
             if reselection is not None:
-                extra["reselection.csv"] = frame("reselection.csv", reselection)
+                extra["reselection.csv"] = reselection
             write_run(cfg.out_dir, result.curves, result.final, result.sharing, config, extra)
         return result

@@ -9,8 +9,8 @@ then compares the trace with the reference committed beside that cell
 result agrees, so that call (or, for a package function, an operator inside it) computes differently
 on the two machines. The trace it wrote (``runs/trace/<env>.jsonl.gz``) is the file to send us.
 
-    python -m collab.trace                          # this machine against the reference (~30 s)
-    python -m collab.trace --env Taxi-v4            # another committed cell
+    python -m collab.trace                 # this machine against the reference (~30 s; exit 1: differs)
+    python -m collab.trace --env Taxi-v4   # another committed cell
     python -m collab.trace --compare A.jsonl.gz B.jsonl.gz
 
 A trace compares only code that trains identically: after a change that alters training on purpose,
@@ -173,10 +173,16 @@ def _op_mode(records: list[dict], counts: dict[str, int], perturb: tuple[str, in
             op = name.split(".")[1]
             out = func(*args, **(kwargs or {}))
             counts[name] = counts.get(name, 0) + 1
-            if perturb is not None and (name, counts[name]) == perturb and isinstance(out, torch.Tensor):
-                flat = out.view(-1)
-                bits = {4: torch.int32, 8: torch.int64}[out.element_size()]
-                flat[:1].view(bits).bitwise_xor_(1)
+            if op.startswith("pow") and len(args) > 1 and isinstance(args[1], float) and abs(args[1]) == 0.5:
+                counts["aten.sqrt.via_pow"] = counts.get("aten.sqrt.via_pow", 0) + 1
+            if perturb is not None and (name, counts[name]) == perturb:
+                if not (isinstance(out, torch.Tensor) and out.is_floating_point() and out.numel()):
+                    raise ValueError(
+                        f"--perturb {name}:{counts[name]}: that call has no floating-point result"
+                    )
+                bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[out.element_size()]
+                out.view(-1)[:1].view(bits).bitwise_xor_(1)
+                counts["perturbed"] = 1
             if "empty" in op or op in _VIEWS:
                 rec = {"fn": "aten:" + name, "out": digest(_shapes(out))}
             else:  # in place: the result is the first argument
@@ -224,6 +230,8 @@ def record(
         )
         with _op_mode(records, counts, perturb) if ops else contextlib.nullcontext():
             run_experiment(cfg, progress=False)
+    if perturb is not None and "perturbed" not in counts:
+        raise ValueError(f"--perturb {perturb[0]}:{perturb[1]}: the run makes fewer such calls (or none)")
     head = {"machine": numerics.fingerprint(), "env_id": env_id, "overrides": overrides, "op_counts": counts}
     return [head, *({"i": i, **r} for i, r in enumerate(records))]
 
@@ -263,7 +271,11 @@ def vml_calls(trace: list[dict]) -> dict[str, int]:
     calls, not only the recorded ones): none in portable runs."""
     from collab.numerics import VML_OPS
 
-    return {op: n for op, n in trace[0]["op_counts"].items() if op.split(".")[1] in VML_OPS}
+    return {
+        op: n
+        for op, n in trace[0]["op_counts"].items()
+        if op.startswith("aten.") and op.split(".")[1].rstrip("_") in VML_OPS  # also in place: exp_
+    }
 
 
 def describe(a: list[dict], b: list[dict]) -> str:
@@ -297,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, help="episodes per agent (default: the committed cell's)")
     args = p.parse_args(argv)
     if args.compare:
-        print(describe(read(args.compare[0]), read(args.compare[1])))
-        return 0
+        a, b = read(args.compare[0]), read(args.compare[1])
+        print(describe(a, b))
+        return 0 if first_difference(a, b) is None else 1
     perturb = None
     if args.perturb:
         op, _, k = args.perturb.rpartition(":")
@@ -309,17 +322,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes is not None:
         overrides = {"episodes_per_agent": args.episodes, "validate_every": max(1, args.episodes // 2)}
     out = args.out or ROOT / "runs" / "trace" / f"{args.env}.jsonl.gz"
-    mine = record(args.env, ops=not args.no_ops, perturb=perturb, **overrides)
+    try:
+        mine = record(args.env, ops=not args.no_ops, perturb=perturb, **overrides)
+    except ValueError as e:
+        p.error(str(e))
     write(out, mine)
     print(f"{len(mine) - 1} calls traced into {out}")
     ref_path = args.reference or REFERENCE / args.env / "trace.jsonl.gz"
     if args.reference is None and (overrides or args.no_ops):
-        return 0  # the committed reference is of the full cell with operators
-    if not ref_path.exists():
-        print(f"no reference trace at {ref_path}")
+        print("not compared: the committed reference traces the whole cell, operators included")
         return 0
-    print(describe(read(ref_path), mine))
-    return 0
+    if not ref_path.exists():
+        print(f"not compared: no reference trace at {ref_path}")
+        return 0
+    reference = read(ref_path)
+    print(describe(reference, mine))
+    return 0 if first_difference(reference, mine) is None else 1
 
 
 if __name__ == "__main__":

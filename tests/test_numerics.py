@@ -76,8 +76,13 @@ def test_committed_portable_runs_reproduce(env_id, tmp_path):
     golden = GOLDEN / env_id
     if os.environ.get("COLLAB_REGENERATE") == "1":
         golden.mkdir(parents=True, exist_ok=True)
-        for f in [*SCHEMA, "config.json"]:
+        for f in SCHEMA:
             (golden / f).write_bytes((tmp_path / f).read_bytes())
+        config = json.loads((tmp_path / "config.json").read_text())  # without this machine's path
+        (golden / "config.json").write_text(
+            json.dumps({**config, "out_dir": f"tests/data/portable/{env_id}"}, indent=2, sort_keys=True)
+            + "\n"
+        )
     try:
         assert_same_tables(golden, tmp_path)
     except AssertionError as e:

@@ -260,7 +260,7 @@ def wait_for_second_job(
         found.update(done=done, started=started, running=running)
         return bool(done and started and running and any(gate.glob("waiting-*")))
 
-    wait_until(second_job_blocked, f"finished run and blocked job:\n{log.read_text()[-4000:]}")
+    wait_until(second_job_blocked, lambda: f"finished run and blocked job:\n{log.read_text()[-4000:]}")
     done, started, running = found["done"], found["started"], found["running"]
     assert len(done) == 1 and len(started) == 1 and len(running) == 1, found
     return done, started[0], running[0]

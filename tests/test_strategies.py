@@ -120,6 +120,7 @@ def test_reselection_picks_the_best_revalidated_of_the_top_candidates(tmp_path):
         )
         runs[k] = run_experiment(cfg, progress=False)
     paper, re = runs[0], runs[4]
+    assert paper.reselection is None and len(re.reselection) == 4
     pd.testing.assert_frame_equal(
         paper.curves.drop(columns=VOLATILE_COLUMNS), re.curves.drop(columns=VOLATILE_COLUMNS)
     )
@@ -179,8 +180,8 @@ def test_committed_runs_reproduce(cell, tmp_path):
 
     Native numerics reproduce bit for bit only on a machine that runs the same kernels as one where
     the data reproduced (``data/<profile>/machine.json``); elsewhere this test is skipped and
-    ``tests/test_numerics.py`` reruns the committed portable runs instead, which reproduce on any
-    x86-64 CPU with AVX2. If a change alters training on purpose, data/reduced no longer matches
+    ``tests/test_numerics.py`` reruns the committed portable runs instead, whose kernels do not depend
+    on the CPU's vendor. If a change alters training on purpose, data/reduced no longer matches
     this code (REPRODUCTION.md).
     """
     from collab.numerics import NATIVE_KEY, fingerprint, same_native_kernels

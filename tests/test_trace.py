@@ -54,6 +54,22 @@ def test_trace_is_deterministic_and_finds_a_planted_difference(tiny_pendulum, tm
     assert f"first difference at call {calls[6]}: aten:aten.baddbmm.default" in trace.describe(
         tiny_pendulum, planted
     )
+    compare = [sys.executable, "-m", "collab.trace", "--compare"]
+    differ = subprocess.run([*compare, str(tmp_path / "b.jsonl.gz"), str(tmp_path / "again.jsonl.gz")])
+    same = subprocess.run([*compare, str(tmp_path / "again.jsonl.gz"), str(tmp_path / "again.jsonl.gz")])
+    assert (differ.returncode, same.returncode) == (1, 0)
+
+
+def test_op_counts_see_in_place_and_pow_square_roots():
+    """``x.exp_()`` and ``x ** 0.5`` reach VML as surely as ``x.exp()`` and ``x.sqrt()``."""
+    import torch
+
+    counts: dict[str, int] = {}
+    with trace._op_mode([], counts, None):
+        x = torch.full((3,), 4.0)
+        x.exp_()
+        _ = x**0.5
+    assert set(trace.vml_calls([{"op_counts": counts}])) == {"aten.exp_.default", "aten.sqrt.via_pow"}
 
 
 @pytest.mark.parametrize("env_id", ["Taxi-v4", "CarRacing-v3"])
@@ -68,8 +84,14 @@ def test_portable_runs_call_no_vendor_dependent_operator(env_id, tiny_pendulum, 
 
 
 def test_vml_calls_names_the_vendor_dependent_operators():
-    head = {"op_counts": {"aten.sqrt.default": 3, "aten.exp2.default": 5, "aten.tanh.default": 1}}
-    assert trace.vml_calls([head]) == {"aten.sqrt.default": 3, "aten.tanh.default": 1}
+    counts = {"aten.sqrt.default": 3, "aten.exp2.default": 5, "aten.tanh.default": 1, "aten.exp_.default": 2}
+    counts |= {"aten.sqrt.via_pow": 4, "aten.pow.Tensor_Scalar": 4, "aten.log1p.default": 1}
+    assert trace.vml_calls([{"op_counts": counts}]) == {
+        "aten.sqrt.default": 3,
+        "aten.tanh.default": 1,
+        "aten.exp_.default": 2,
+        "aten.sqrt.via_pow": 4,
+    }
 
 
 def test_this_machine_matches_the_reference_trace(tmp_path):
@@ -85,6 +107,7 @@ def test_bad_trace_arguments_name_the_value(tmp_path):
     for args, message in [
         (["--env", "Walker-v9"], "invalid choice: 'Walker-v9'"),
         (["--perturb", "sqrt"], "--perturb 'sqrt' is not allowed: OP:K"),
+        (["--episodes", "1", "--perturb", "aten.sqrt.default:1"], "the run makes fewer such calls (or none)"),
     ]:
         proc = subprocess.run(
             [sys.executable, "-m", "collab.trace", "--out", str(out), *args], capture_output=True, text=True
@@ -108,7 +131,7 @@ tanh = numerics.tanh(x).double().numpy()
 exp = numerics.exp(x[x < 5]).double().numpy()
 log = numerics.log(u).double().numpy()
 print(json.dumps({
-    "sqrt_exact": bool((numerics.sqrt(v).numpy() == np.sqrt(v.numpy())).all()),
+    "sqrt_exact": bool((numerics.sqrt(v).numpy() == np.sqrt(v.double().numpy()).astype(np.float32)).all()),
     "tanh_abs": float(np.abs(tanh - np.tanh(xd)).max()),
     "exp_rel": float(np.abs(exp / np.exp(xd[xd < 5]) - 1).max()),
     "log_abs": float(np.abs(log - np.log(ud)).max()),

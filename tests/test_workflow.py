@@ -278,13 +278,15 @@ def gated(gate: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "COLLAB_TEST_GATE": str(gate)}
 
 
-def wait_until(condition, what: str, proc: subprocess.Popen | None = None, limit_s: float = 600) -> None:
+def wait_until(condition, what, proc: subprocess.Popen | None = None, limit_s: float = 600) -> None:
     """Poll ``condition`` until it holds; fail if ``proc`` ends first or after a generous ``limit_s``
-    (a hang guard only: the test, not the clock, decides when each run may start)."""
+    (a hang guard only: the test, not the clock, decides when each run may start). ``what`` names the
+    awaited state in the failure message (a callable: evaluated when it fails)."""
     waited = 0.0
     while not condition():
-        assert proc is None or proc.poll() is None, f"the workflow ended before {what}"
-        assert waited < limit_s, f"no {what} after {limit_s} s"
+        said = what() if callable(what) else what
+        assert proc is None or proc.poll() is None, f"the workflow ended before {said}"
+        assert waited < limit_s, f"no {said} after {limit_s} s"
         time.sleep(0.1)
         waited += 0.1
 

@@ -4,6 +4,7 @@ Registers ``GateCartPole-v1``: CartPole-v1 whose first reset in a process waits 
 ``ticket-*`` in the folder ``$COLLAB_TEST_GATE`` that the run claims by renaming it (or for a file
 ``open`` there, which lets every run through). While it waits it shows ``waiting-<pid>``. A test thus
 decides how many runs may start and knows when the next one is blocked, whatever the machine's speed.
+(On PYTHONPATH it hides any other ``sitecustomize`` for the processes the test starts.)
 """
 
 import os
