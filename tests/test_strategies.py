@@ -234,3 +234,23 @@ def test_old_config_json_with_retired_fields():
     assert ExperimentConfig.from_dict({**d, "compile_loss": False}) == ExperimentConfig.from_dict(d)
     with pytest.raises(ConfigError, match=r"compile_loss=True is not allowed: False: this version"):
         ExperimentConfig.from_dict({**d, "compile_loss": True})
+
+
+@pytest.mark.parametrize(("env_id", "steps"), [("CartPole-v1", 40), ("Pendulum-v1", 30)])
+def test_the_first_evaluation_episodes_do_not_depend_on_their_count(env_id, steps, tmp_path):
+    """Evaluation episode i is seeded the same however many there are, and evaluating more at once
+    changes none of its digits: the first 10 of 25 are the paper's 10 (collab.analysis.first_episodes)."""
+    from collab import analysis as A
+
+    finals = []
+    for n in (10, 25):
+        cfg = {**BASE, "env_id": env_id, "max_episode_steps": steps, "eval_episodes": n, "seed": 2}
+        finals.append(
+            run_experiment(ExperimentConfig(out_dir=str(tmp_path / str(n)), **cfg), progress=False).final
+        )
+    ten, more = finals
+    assert len(more) == 25
+    pd.testing.assert_frame_equal(A.first_episodes(more, 10).reset_index(drop=True), ten)
+    assert not np.array_equal(more["return"][10:20], ten["return"])  # other episodes follow
+    with pytest.raises(ValueError, match="k=0 is not allowed"):
+        A.first_episodes(ten, 0)

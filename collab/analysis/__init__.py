@@ -163,6 +163,7 @@ from collab.analysis.study import (
 from collab.analysis.tables import (
     achievability,
     env_ranges_frame,
+    first_episodes,
     format_cell,
     load_paper_table,
     paper_long,
@@ -336,6 +337,7 @@ __all__ = [
     "load_paper_table",
     "paper_long",
     "per_seed_final",
+    "first_episodes",
     "present_envs",
     "run_costs",
     "run_counts",

@@ -156,6 +156,16 @@ def per_seed_final(final: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"mean": "mean_return", "size": "n_episodes"})
 
 
+def first_episodes(final: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """The rows of each run's first ``k`` final evaluation episodes (``eval_episode < k``): with more
+    evaluation episodes than the paper's 10, the paper's protocol (episode i is seeded the same
+    whatever the count, so these are the episodes a 10-episode evaluation plays)."""
+    check_columns(final, "final.csv")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k={k!r} is not allowed: an integer >= 1")
+    return final[final["eval_episode"] < k]
+
+
 def table1(
     final: pd.DataFrame,
     paper: pd.DataFrame | None = None,
