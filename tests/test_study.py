@@ -106,6 +106,12 @@ def test_verdicts_match_welch_by_hand_with_holm() -> None:
     assert table["p"].rank().tolist() == [8 - k for k in multiplier]
     assert table["p_holm"].tolist() == pytest.approx((table["p"] * multiplier).tolist())
     assert table["verdict_holm"].tolist() == ["better", "worse", "inconclusive"] + ["worse"] * 4
+    # Holm within each comparison (the family of one question): a family of m cells multiplies by m ... 1
+    for _, fam in table.groupby("comparison"):
+        order = fam["p"].rank(method="first").astype(int).to_numpy()
+        want = np.maximum.accumulate(np.sort(fam["p"].to_numpy()) * (len(fam) - np.arange(len(fam))))
+        assert fam["p_holm_comparison"].to_numpy() == pytest.approx(np.minimum(1, want)[order - 1])
+    assert (table["p_holm_comparison"] <= table["p_holm"] + 1e-15).all()  # a smaller family adjusts less
 
 
 def test_population_measure_ignores_the_selected_row_and_weights_agents_equally() -> None:

@@ -39,7 +39,7 @@ SUMMARY_COLUMNS = [
 VERDICT_COLUMNS = [
     "measure", "env_id", "comparison", "setup", "baseline", "n_setup", "n_baseline", "setup_mean",
     "baseline_mean", "difference", "ci_low", "ci_high", "p", "p_holm", "verdict", "verdict_holm",
-    "seeds_to_decide",
+    "p_holm_comparison", "verdict_holm_comparison", "seeds_to_decide",
 ]  # fmt: skip
 
 
@@ -83,9 +83,12 @@ def env_verdicts(
     ``final``: final.csv rows; ``setups``: the profile's setups (``ProfileData.setup_info``);
     ``population``: :func:`collab.analysis.load_population_eval` (None or empty: no ``population``
     rows). ``difference`` = setup_mean - baseline_mean with Welch's interval [ci_low, ci_high] and
-    p-value; ``p_holm``: Holm's adjustment over the rows of the same measure that have a p-value;
+    p-value; ``p_holm``: Holm's adjustment over the rows of the same measure that have a p-value (the
+    family: every question the study asks of that measure); ``p_holm_comparison``: over the rows of
+    the same measure and comparison (the family: one question, e.g. the matched-compute cells);
     ``verdict``: better / worse where the interval excludes 0, else inconclusive (also with fewer than
-    two seeds on a side); ``verdict_holm``: the same at p_holm < 1 - confidence; ``seeds_to_decide``:
+    two seeds on a side); ``verdict_holm``, ``verdict_holm_comparison``: the same at an adjusted
+    p < 1 - confidence; ``seeds_to_decide``:
     seeds per setup at which the interval would exclude 0 (the present count where it already does).
     """
     per_run = {"selected": per_seed_final(final)}
@@ -128,9 +131,11 @@ def env_verdicts(
             continue
         df = pd.DataFrame(rows)
         df["p_holm"] = holm(df["p"])
+        df["p_holm_comparison"] = df.groupby("comparison", sort=False)["p"].transform(lambda p: holm(p))
         df["verdict"] = [_verdict(lo, hi) for lo, hi in zip(df["ci_low"], df["ci_high"], strict=True)]
-        sig = df["p_holm"] < 1 - confidence
-        df["verdict_holm"] = np.where(sig, np.where(df["difference"] > 0, "better", "worse"), "inconclusive")
+        for col, adjusted in (("verdict_holm", "p_holm"), ("verdict_holm_comparison", "p_holm_comparison")):
+            sig = df[adjusted] < 1 - confidence
+            df[col] = np.where(sig, np.where(df["difference"] > 0, "better", "worse"), "inconclusive")
         parts.append(df)
     if not parts:
         return pd.DataFrame(columns=VERDICT_COLUMNS)
