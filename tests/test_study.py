@@ -197,3 +197,23 @@ def test_record_pick_names_the_run_of_the_extreme_agent(tmp_path: Path, capsys) 
     assert "worst Acrobot-v1: robust seed 0" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="env='Pendulum-v1' has no runs"):
         record.pick_run(str(tmp_path), "Pendulum-v1", "best")
+
+
+def test_population_scores_normalise_the_mean_of_all_final_agents() -> None:
+    """Acrobot's random policy scores -500 and its reference -69.1: a run whose final agents average
+    -500 + 0.5 * 430.9 scores 0.5; the frame is normalised_scores' and feeds the same comparisons."""
+    mid = -500.0 + 0.5 * 430.9
+    rows = [
+        {"env_id": "Acrobot-v1", "setup": s, "seed": k, "agent": a, "episode": 0, "return": v}
+        for s, base in (("independent", mid), ("collaborative_8", -69.1))
+        for k in range(3)
+        for a, v in ((0, base - 10.0 * (k + 1)), (1, base + 10.0 * (k + 1)), (-1, 1e6))
+    ]
+    scores = A.population_scores(pd.DataFrame(rows))
+    assert list(scores.columns) == list(A.normalised_scores(_final()).columns)
+    indep = scores[scores["setup"] == "independent"]
+    assert indep["score"].to_numpy() == pytest.approx([0.5, 0.5, 0.5])
+    assert scores[scores["setup"] == "collaborative_8"]["score"].to_numpy() == pytest.approx([1.0, 1.0, 1.0])
+    cmp = A.compare_setups(scores, [("vs independent", "collaborative_8", "independent")], n_boot=200)
+    poi = cmp[cmp["metric"] == "probability of improvement"].iloc[0]
+    assert poi["estimate"] == 1.0

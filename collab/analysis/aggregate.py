@@ -45,7 +45,7 @@ from scipy import stats
 from collab.analysis.io import paper_order
 from collab.analysis.setups import PAPER_SETTING, matched_baselines, present_setups, setup_names
 from collab.analysis.stats import BOOT_SEED, CONFIDENCE, N_BOOT
-from collab.analysis.tables import per_seed_final, present_envs
+from collab.analysis.tables import per_seed_final, population_per_run, present_envs
 from collab.paper import SCORE_REFERENCES, ScoreReference
 
 #: The aggregate metrics of :func:`aggregate_metrics`, in order.
@@ -66,6 +66,19 @@ def normalised_scores(
     Returns env_id, setup, seed, mean_return, score.
     """
     ps = per_seed_final(final)
+    rnd = ps["env_id"].map({e: r.random for e, r in references.items()})
+    ref = ps["env_id"].map({e: r.reference for e, r in references.items()})
+    ps["score"] = (ps["mean_return"] - rnd) / (ref - rnd)
+    return ps[["env_id", "setup", "seed", "mean_return", "score"]]
+
+
+def population_scores(
+    population: pd.DataFrame, references: dict[str, ScoreReference] = SCORE_REFERENCES
+) -> pd.DataFrame:
+    """:func:`normalised_scores` of the selection-free measure: per run, the mean return of all its
+    final agents re-evaluated (``population_eval.csv``, :func:`collab.analysis.population_per_run`)
+    and its normalised score; the same columns, so every aggregate and comparison takes either."""
+    ps = population_per_run(population)
     rnd = ps["env_id"].map({e: r.random for e, r in references.items()})
     ref = ps["env_id"].map({e: r.reference for e, r in references.items()})
     ps["score"] = (ps["mean_return"] - rnd) / (ref - rnd)
