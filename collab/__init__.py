@@ -1,9 +1,9 @@
 """collab: UCB parameter sharing between PPO agents ("Collaborative Training"), population-batched.
 
-``run_experiment`` and ``RunResult`` (``collab.strategies``), ``NonFiniteError`` (``collab.ppo``) and
-the saved agents' ``load_policy``, ``evaluate_run`` and ``record`` (``collab.policy``) are imported on
-first use, so that the analysis code (``collab.analysis``, ``collab.plots``) loads without torch and
-the environments.
+``run_experiment``, ``RunResult``, ``RoundReport``, ``RunStopped`` and ``load_run``
+(``collab.strategies``), ``NonFiniteError`` (``collab.ppo``) and the saved agents' ``load_policy``,
+``evaluate_run`` and ``record`` (``collab.policy``) are imported on first use, so that the analysis
+code (``collab.analysis``, ``collab.plots``) loads without torch and the environments.
 """
 
 from __future__ import annotations
@@ -15,16 +15,19 @@ from collab.config import ConfigError, ExperimentConfig, PPOConfig, ppo_config_f
 if TYPE_CHECKING:
     from collab.policy import evaluate_run, load_policy, record
     from collab.ppo import NonFiniteError
-    from collab.strategies import RunResult, run_experiment
+    from collab.strategies import RoundReport, RunResult, RunStopped, load_run, run_experiment
 
 __all__ = [
     "ConfigError",
     "ExperimentConfig",
     "NonFiniteError",
     "PPOConfig",
+    "RoundReport",
     "RunResult",
+    "RunStopped",
     "evaluate_run",
     "load_policy",
+    "load_run",
     "ppo_config_for",
     "record",
     "run_experiment",
@@ -33,7 +36,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("run_experiment", "RunResult"):
+    if name in ("run_experiment", "RunResult", "RoundReport", "RunStopped", "load_run"):
         from collab import strategies
 
         return getattr(strategies, name)

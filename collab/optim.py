@@ -3,16 +3,9 @@ clipping per agent (row) of it."""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from collab import numerics
-
-# Gradients are views into one flat [n, P] buffer (see flatten_parameters): strided, not dense, so
-# autograd warns that they do not obey its layout contract. It still accumulates into them in place
-# (tested in tests/test_ppo.py); the warning is about a possible slowdown only.
-warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 
 def flatten_parameters(module: torch.nn.Module, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,16 +31,19 @@ def quantile_size(n: int, quantile: float) -> int:
 def pbt_sources(scores: np.ndarray, quantile: float, rng: np.random.Generator) -> np.ndarray:
     """For every agent j, the agent it copies (``src[j] == j``: none).
 
-    ``scores``: one per agent, higher is better (NaN ranks lowest). Ranking is stable: equal scores
-    keep agent order, so among equals the lower index ranks lower.
+    ``scores``: one per agent, higher is better. An agent without a score (NaN: it finished no
+    episode this round) is left out of the ranking: it neither copies nor is copied, and the sets are
+    sized by the agents that have a score. Ranking is stable: equal scores keep agent order, so among
+    equals the lower index ranks lower.
     """
     s = np.asarray(scores, dtype=np.float64)
-    n = len(s)
-    src = np.arange(n)
-    if n < 2:
+    src = np.arange(len(s))
+    scored = np.flatnonzero(~np.isnan(s))
+    if len(scored) < 2:
         return src
-    k = quantile_size(n, quantile)
-    order = np.argsort(np.where(np.isnan(s), -np.inf, s), kind="stable")  # worst first
+    k = quantile_size(len(scored), quantile)
+    order = scored[np.argsort(s[scored], kind="stable")]  # worst first
+    n = len(order)
     bottom, top = order[:k], order[n - k :]
     for j in bottom:
         src[j] = top[rng.integers(len(top))]

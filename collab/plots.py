@@ -11,7 +11,6 @@ the paper's five with their fixed colours and Table 1 labels, any other with a c
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from matplotlib.patches import Patch
 
 from collab.analysis.setups import present_setups, setup_label
 from collab.paper import ENVS, PAPER_ENV_NAMES
+from collab.results import atomic_path
 from collab.run_plots import axes_of as _axes
 from collab.run_plots import plot_learning_curves as plot_learning_curves  # re-exported
 from collab.run_plots import plot_share_timeline as plot_share_timeline  # re-exported
@@ -483,18 +483,11 @@ def plot_share_timelines(timeline: pd.DataFrame, envs: Sequence[str] = ENVS) -> 
 def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike, dpi: int = 150) -> list[Path]:
     """Save ``fig`` as ``<out_dir>/<name>.png`` and ``.pdf``, each to a temporary file then renamed."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in ("png", "pdf"):
         path = out / f"{name}.{fmt}"
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+        meta = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         paths.append(path)
     return paths

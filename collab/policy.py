@@ -44,7 +44,7 @@ from collab.checkpoints import (
 from collab.config import ExperimentConfig, PPOConfig
 from collab.envs import EpisodeLimitError, PopulationEnv, action_mask_table, derive_seed
 from collab.ppo import PopulationPPO, evaluate
-from collab.results import RESULT_FILES, RUN_METADATA_KEYS, frame, setup_name
+from collab.results import RESULT_FILES, RUN_METADATA_KEYS, atomic_path, frame, setup_name
 
 #: Seed purpose of re-evaluation episodes (``evaluate_run(episodes=N)``, ``population_eval.csv``):
 #: apart from ``train``, ``val``, ``eval`` and ``agent``.
@@ -414,57 +414,44 @@ def record(
 
     env = gym.make(policy.env_id, render_mode="rgb_array", max_episode_steps=policy.time_limit)
     fps = float(fps or env.metadata.get("render_fps") or 30)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    tmp = Path(name)
     rec = Recording(path, 0, fps)
     seen = 0
     try:
-        writer = _Writer(tmp, suffix, fps, every)
-        try:
+        with atomic_path(path, suffix=f".tmp{suffix}") as tmp:
+            writer = _Writer(tmp, suffix, fps, every)
+            try:
 
-            def show() -> None:
-                nonlocal seen
-                if seen % every == 0:
-                    writer.add(_resize(np.asarray(env.render()), scale, even=suffix == ".mp4"))
-                    rec.frames += 1
-                seen += 1
+                def show() -> None:
+                    nonlocal seen
+                    if seen % every == 0:
+                        writer.add(_resize(np.asarray(env.render()), scale, even=suffix == ".mp4"))
+                        rec.frames += 1
+                    seen += 1
 
-            for j in range(episodes):
-                obs, _ = env.reset(seed=derive_seed(cfg.seed, "eval", j))
-                policy.reset()
-                show()
-                total, steps = 0.0, 0
-                for _ in range(policy.time_limit):
-                    obs, r, term, trunc, _ = env.step(policy.act(obs))
-                    total += float(r)
-                    steps += 1
+                for j in range(episodes):
+                    obs, _ = env.reset(seed=derive_seed(cfg.seed, "eval", j))
+                    policy.reset()
                     show()
-                    if term or trunc:
-                        break
-                else:
-                    raise EpisodeLimitError(
-                        f"env_id={policy.env_id!r}: an episode did not end within {policy.time_limit} steps"
-                    )
-                rec.returns.append(total)
-                rec.lengths.append(steps)
-        finally:
-            writer.close()
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                    total, steps = 0.0, 0
+                    for _ in range(policy.time_limit):
+                        obs, r, term, trunc, _ = env.step(policy.act(obs))
+                        total += float(r)
+                        steps += 1
+                        show()
+                        if term or trunc:
+                            break
+                    else:
+                        raise EpisodeLimitError(
+                            f"env_id={policy.env_id!r}: an episode did not end within "
+                            f"{policy.time_limit} steps"
+                        )
+                    rec.returns.append(total)
+                    rec.lengths.append(steps)
+            finally:
+                writer.close()
     finally:
         env.close()
     return rec
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def watch(run_dir: str | os.PathLike, agent: str | int = "selected", episodes: int = 1, **kwargs: Any) -> Any:

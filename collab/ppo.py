@@ -18,6 +18,7 @@ normalisation and GAE in :mod:`collab.rollout`, the flat parameters and batched 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -346,7 +347,12 @@ class PopulationPPO:
             mb["obs"], mb["actions"], mb["logp_old"], mb["adv"], mb["ret"], w, c, mb.get("mask")
         )
         self.flat_grad.zero_()
-        loss.backward()
+        with warnings.catch_warnings():
+            # The gradients are views into one flat [n, P] buffer (collab.optim.flatten_parameters):
+            # strided, so autograd warns that they break its layout contract. It still accumulates
+            # into them in place (tests/test_ppo.py); the warning is about speed only.
+            warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
+            loss.backward()
         sums["grad_norm"] += clip_grad_norms(self.flat_grad, self.cfg.max_grad_norm)
         sums["loss"] += loss.detach()
         self.opt.step(self.flat_grad, self.lr, active)

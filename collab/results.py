@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,29 +91,43 @@ class ResultsError(ValueError):
 
 
 def setup_name(strategy: str, n_agents: int) -> str:
-    """The Table 1 column of a run: independent, sequential or collaborative_<n>."""
-    return f"collaborative_{n_agents}" if strategy == "collaborative" else strategy
+    """The setup of a run that names none: Table 1's columns independent, sequential and
+    collaborative_<n>; any other strategy <strategy>_<n>, so that populations of
+    different sizes never share a run folder."""
+    if strategy in ("independent", "sequential"):
+        return strategy
+    return f"{strategy}_{n_agents}"
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """The one atomic writer: yields a temporary path beside ``path`` (ending in ``suffix``) to write
+    to; when the block ends without an error the file gets the usual permissions (0666 less the
+    umask; ``mkstemp`` creates 0600) and is renamed to ``path``, else it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 

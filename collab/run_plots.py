@@ -21,31 +21,55 @@ def axes_of(ax: Axes | None, figsize: tuple[float, float] = (6.4, 4.0)) -> tuple
     return fig, ax
 
 
+def _run_label(d: pd.DataFrame, keys: list[str]) -> str:
+    return " ".join(f"seed {d[k].iloc[0]}" if k == "seed" else str(d[k].iloc[0]) for k in keys)
+
+
 def plot_learning_curves(curves: pd.DataFrame, ax: Axes | None = None) -> Figure:
-    """One run's ``curves.csv``: val_return (solid) and train_return (dashed) per agent over episode."""
+    """``curves.csv`` rows of one run or several: val_return over training episodes, one line per run
+    and agent.
+
+    One run: a colour per agent, val_return solid and train_return dashed. Several runs (rows that
+    differ in env_id, setup or seed): a colour per run and one val_return line per agent of it, with
+    a title that names the runs.
+    """
     fig, ax = axes_of(ax)
     if curves.empty:
         ax.text(0.5, 0.5, "no curves", ha="center", va="center", transform=ax.transAxes)
         return fig
-    agents = sorted(curves["agent"].unique())
+    keys = [k for k in ("env_id", "setup", "seed") if k in curves.columns]
+    varying = [k for k in keys if curves[k].nunique() > 1]
     cmap = plt.get_cmap("tab10")
-    for k, agent in enumerate(agents):
-        d = curves[curves["agent"] == agent].sort_values("episode")
-        c = cmap(k % 10)
-        ax.plot(d["episode"], d["val_return"], color=c, lw=1.5, label=f"agent {agent} val")
-        ax.plot(
-            d["episode"], d["train_return"], color=c, lw=1.0, ls="--", alpha=0.7, label=f"agent {agent} train"
-        )
-    title = ""
-    if "env_id" in curves.columns and "setup" in curves.columns:
-        title = f"{curves['env_id'].iloc[0]} {curves['setup'].iloc[0]}"
-        if "seed" in curves.columns:
-            title += f" seed {curves['seed'].iloc[0]}"
+    if not varying:
+        agents = sorted(curves["agent"].unique())
+        for k, agent in enumerate(agents):
+            d = curves[curves["agent"] == agent].sort_values("episode")
+            c = cmap(k % 10)
+            ax.plot(d["episode"], d["val_return"], color=c, lw=1.5, label=f"agent {agent} val")
+            ax.plot(
+                d["episode"], d["train_return"], color=c, lw=1.0, ls="--", alpha=0.7,
+                label=f"agent {agent} train",
+            )  # fmt: skip
+        title = _run_label(curves, keys)
+        ax.legend(fontsize=7, ncols=2 if len(agents) > 2 else 1)
+    else:
+        labels = []
+        for k, (_, run) in enumerate(curves.groupby(varying, sort=False)):
+            label = _run_label(run, varying)
+            labels.append(label)
+            for i, (_, d) in enumerate(run.groupby("agent")):
+                d = d.sort_values("episode")
+                ax.plot(
+                    d["episode"], d["val_return"], color=cmap(k % 10), lw=1.2, alpha=0.8,
+                    label=f"{label} (val, {run['agent'].nunique()} agents)" if i == 0 else None,
+                )  # fmt: skip
+        same = _run_label(curves, [k for k in keys if k not in varying])
+        title = (same + ": " if same else "") + " vs ".join(labels)
+        ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("training episodes per agent")
     ax.set_ylabel("return")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncols=2 if len(agents) > 2 else 1)
     return fig
 
 

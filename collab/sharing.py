@@ -33,6 +33,7 @@ c * sqrt(log k / N_i) is the same for all agents and cancels: at lambda = 1 the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,16 +57,23 @@ def ucb(mean: np.ndarray, n_obs: np.ndarray, k: int, c: float) -> np.ndarray:
     return np.asarray(mean, dtype=np.float64) + c * np.sqrt(math.log(k) / n_obs)
 
 
+#: Eq. 2's rules: ``rule(ui, uj, lam)`` is True where agent j should take agent i's state. The
+#: names are :data:`collab.config.RULES`; a new rule is one entry here and its name there.
+RULE_TESTS: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
+    "literal": lambda ui, uj, lam: ui > lam * uj,
+    "sign_robust": lambda ui, uj, lam: (ui - uj) > (lam - 1.0) * np.abs(uj),
+}
+
+
 def qualifies(ucb_values: np.ndarray, lam: float, rule: str = "literal") -> np.ndarray:
     """Eq. 2 condition as a matrix: ``q[i, j]`` is True when agent j should take agent i's state."""
+    check_choice("rule", rule, RULES)
+    if rule not in RULE_TESTS:
+        raise ConfigError(
+            f"rule={rule!r} is not allowed: one with a test in RULE_TESTS ({', '.join(RULE_TESTS)})"
+        )
     u = np.asarray(ucb_values, dtype=np.float64)
-    ui, uj = u[:, None], u[None, :]
-    if rule == "literal":
-        q = ui > lam * uj
-    elif rule == "sign_robust":
-        q = (ui - uj) > (lam - 1.0) * np.abs(uj)
-    else:
-        check_choice("rule", rule, RULES)
+    q = RULE_TESTS[rule](u[:, None], u[None, :], lam)
     np.fill_diagonal(q, False)
     return q
 

@@ -23,11 +23,13 @@ earliest); with ``reselect_top`` = k, the best of the k best on ``reselect_episo
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,12 +38,21 @@ from tqdm.auto import tqdm
 
 from collab import numerics
 from collab.checkpoints import run_checkpoints
-from collab.config import ExperimentConfig
+from collab.config import ConfigError, ExperimentConfig
 from collab.envs import PopulationEnv, derive_seed
 from collab.pbt import pbt_sources, perturb
 from collab.policy import reevaluate
 from collab.ppo import NonFiniteError, PopulationPPO, evaluate
-from collab.results import frame, setup_name, write_run
+from collab.results import (
+    OPTIONAL_SCHEMA,
+    RUN_METADATA_KEYS,
+    SCHEMA,
+    frame,
+    is_complete_run,
+    read_csv_checked,
+    setup_name,
+    write_run,
+)
 from collab.sharing import ShareEvent, UCBSharer
 from collab.spaces import check_experiment
 
@@ -58,6 +69,82 @@ class RunResult:
     config: dict
     population_eval: pd.DataFrame | None = None
     reselection: pd.DataFrame | None = None
+    reused: bool = False
+    """True when ``out_dir`` already held this configuration's complete run, which was loaded
+    instead of trained again."""
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What :func:`run_experiment` passes to ``on_round`` after every round (before the next one)."""
+
+    round: int
+    """The round that just ended, 1-based."""
+    episodes: list[int]
+    """Every agent's training episodes so far."""
+    budget: int
+    """Training episodes per agent of the whole run."""
+    val_returns: list[float]
+    """Every agent's validation return this round."""
+    shares: pd.DataFrame
+    """This round's ``sharing.csv`` rows (who copied whom); empty when nobody copied."""
+    curves: pd.DataFrame
+    """The run's ``curves.csv`` rows so far (all rounds up to this one)."""
+
+
+class RunStopped(Exception):
+    """``on_round`` asked the run to stop: it stopped at the end of round ``round`` and wrote nothing.
+
+    ``curves`` and ``sharing`` hold the rows of the rounds it trained."""
+
+    def __init__(self, rnd: int, curves: pd.DataFrame, sharing: pd.DataFrame) -> None:
+        super().__init__(f"stopped after round {rnd}; nothing was written")
+        self.round, self.curves, self.sharing = rnd, curves, sharing
+
+
+def load_run(out_dir: str | Path) -> RunResult:
+    """The :class:`RunResult` of the complete run saved in ``out_dir`` (``reused=True``)."""
+    out = Path(out_dir)
+    if not is_complete_run(out):
+        raise ConfigError(f"out_dir={str(out_dir)!r} does not hold a complete run (no config.json)")
+    tables = {name: read_csv_checked(out / name) for name in SCHEMA}
+    optional = {n: read_csv_checked(out / n) if (out / n).is_file() else None for n in OPTIONAL_SCHEMA}
+    return RunResult(
+        tables["curves.csv"],
+        tables["final.csv"],
+        tables["sharing.csv"],
+        json.loads((out / "config.json").read_text()),
+        optional["population_eval.csv"],
+        optional["reselection.csv"],
+        reused=True,
+    )
+
+
+def _earlier_run(cfg: ExperimentConfig) -> RunResult | None:
+    """The complete run already in ``cfg.out_dir`` if it has this configuration; None if the folder
+    holds no complete run; ConfigError (naming the differing settings) if it holds another one."""
+    out = Path(cfg.out_dir)
+    if not is_complete_run(out):
+        return None
+    try:
+        old = json.loads((out / "config.json").read_text())
+        for key in (*RUN_METADATA_KEYS, "out_dir"):
+            old.pop(key, None)
+        old = ExperimentConfig.from_dict({**old, "out_dir": cfg.out_dir}).to_dict()
+    except (ValueError, TypeError) as err:
+        raise ConfigError(
+            f"out_dir={cfg.out_dir!r} holds a complete run whose config.json cannot be read ({err}): "
+            "choose another out_dir or delete that folder"
+        ) from None
+    new = cfg.to_dict()
+    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if differ:
+        diffs = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in differ)
+        raise ConfigError(
+            f"out_dir={cfg.out_dir!r} already holds a complete run with other settings ({diffs}): "
+            "choose another out_dir, or delete that folder to train again"
+        )
+    return load_run(out)
 
 
 def _versions() -> dict[str, str]:
@@ -143,8 +230,20 @@ def _rollout_bound(left: np.ndarray, env: PopulationEnv, num_steps: int) -> int:
     return -(-per_env * (env.max_decisions + 1) // num_steps) + 1
 
 
-def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = True) -> RunResult:
+def run_experiment(
+    cfg: ExperimentConfig,
+    progress: bool = True,
+    write: bool = True,
+    on_round: Callable[[RoundReport], bool | None] | None = None,
+) -> RunResult:
     """Train one experiment, select and evaluate its policy, and write the result files.
+
+    If ``cfg.out_dir`` already holds a complete run of the same configuration, that run is loaded
+    and returned (``reused=True``) without training; a complete run of another configuration there
+    raises :class:`collab.ConfigError` naming the settings that differ (nothing is overwritten).
+
+    ``on_round``: called with a :class:`RoundReport` after every round (validation and sharing
+    done); when it returns True the run stops there and raises :class:`RunStopped`, writing nothing.
 
     Validates ``cfg`` first (raising :class:`collab.ConfigError` before anything is written); writes
     ``curves.csv``, ``final.csv``, ``sharing.csv``, the agents (``selected.safetensors``,
@@ -159,15 +258,32 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, write: bool = T
     """
     cfg = cfg.validate(check_out_dir=write)
     check_experiment(cfg)
+    if write and (earlier := _earlier_run(cfg)) is not None:
+        return earlier
     numerics.apply(cfg.numerics)
+    threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
+    try:
+        return _train(cfg, progress, write, on_round)
+    finally:
+        torch.set_num_threads(threads)  # the caller's setting, as evaluate_run restores it too
+
+
+def _train(
+    cfg: ExperimentConfig, progress: bool, write: bool, on_round: Callable[[RoundReport], bool | None] | None
+) -> RunResult:
     run = _Run(cfg, progress, write)
     while run.episodes.min() < run.budget:
         run.rnd += 1
         round_returns = run.train_round()
         val = run.validate()
+        shared = len(run.events())
         src, hyper = run.share(round_returns)
         run.record_round(round_returns, val, src, hyper)
+        if on_round is not None and on_round(run.report(val, shared)):
+            run.bar.close()
+            run.env.close()
+            raise RunStopped(run.rnd, frame("curves.csv", run.curves), run.sharing_frame())
     run.bar.close()
     run.env.close()
     return run.finish(val, src)
@@ -199,16 +315,14 @@ class _Run:
         )
         seeds = [derive_seed(cfg.seed, "agent", a) for a in range(n)]
         self.agents = PopulationPPO(self.env.spec, self.ppo_cfg, seeds, cfg.device)
-        self.sharer = UCBSharer(
-            n,
-            cfg.c,
-            cfg.lam,
-            cfg.rule,
-            cfg.source_choice,
-            cfg.stats_after_copy,
-            cfg.reward_estimate,
-            seed=derive_seed(cfg.seed, "sharing"),
-        )
+        self.sharer = (
+            UCBSharer(
+                n, cfg.c, cfg.lam, cfg.rule, cfg.source_choice, cfg.stats_after_copy, cfg.reward_estimate,
+                seed=derive_seed(cfg.seed, "sharing"),
+            )
+            if cfg.strategy == "collaborative"
+            else None
+        )  # fmt: skip
         self.pbt = (
             _PBT(cfg, n, self.ppo_cfg.learning_rate, self.ppo_cfg.ent_coef) if cfg.strategy == "pbt" else None
         )
@@ -317,12 +431,31 @@ class _Run:
         hyper = self.pbt.hyperparameters() if self.pbt else [{}] * n
         if self.pbt:
             src = self.pbt.round(self.agents, self.rnd, int(self.episodes.min()), round_returns)
-        if self.cfg.strategy == "collaborative":
+        if self.sharer is not None:
             self.sharer.record_round(round_returns)
             src = self.sharer.decide(int(self.episodes.min()))
             if (src != np.arange(n)).any():
                 self.agents.copy_agents(src)
         return src, hyper
+
+    def events(self) -> list[ShareEvent]:
+        """Every copy so far (UCB shares, PBT exploits)."""
+        return (self.sharer.log if self.sharer else []) + (self.pbt.log if self.pbt else [])
+
+    def sharing_frame(self, start: int = 0) -> pd.DataFrame:
+        """``sharing.csv`` rows of the copies from the ``start``-th on."""
+        return frame("sharing.csv", [{**self.keys, **dataclasses.asdict(e)} for e in self.events()[start:]])
+
+    def report(self, val: np.ndarray, shared_before: int) -> RoundReport:
+        """The round that just ended, for ``on_round``."""
+        return RoundReport(
+            self.rnd,
+            [int(e) for e in self.episodes],
+            self.budget,
+            [float(v) for v in val],
+            self.sharing_frame(shared_before),
+            frame("curves.csv", self.curves),
+        )
 
     def record_round(
         self, round_returns: list[list[float]], val: np.ndarray, src: np.ndarray, hyper: list[dict]
@@ -378,8 +511,7 @@ class _Run:
         cfg, keys, env = self.cfg, self.keys, self.env
         reselection = frame("reselection.csv", self.reselect()) if cfg.reselect_top else None
         chosen, final = self.final_evaluation()
-        events = self.sharer.log + (self.pbt.log if self.pbt else [])
-        sharing = [{**keys, **dataclasses.asdict(e)} for e in events]
+        sharing = self.sharing_frame()
         # the agents: the selected checkpoint and the final population (final agent j holds the state
         # validated as val[src[j]] in the last round); saving them draws no random numbers
         files, saved = run_checkpoints(
@@ -408,7 +540,7 @@ class _Run:
         result = RunResult(
             frame("curves.csv", self.curves),
             frame("final.csv", final),
-            frame("sharing.csv", sharing),
+            sharing,
             config,
             population_eval,
             reselection,

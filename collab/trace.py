@@ -238,13 +238,12 @@ def record(
 
 def write(path: Path, trace: list[dict]) -> None:
     """Write ``trace`` as JSON lines (gzip-compressed for ``.gz``), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    from collab.results import atomic_path
+
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(tmp, "wt", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, opener(tmp, "wt", encoding="utf-8") as f:
         for r in trace:
             f.write(json.dumps(r) + "\n")
-    tmp.replace(path)
 
 
 def read(path: Path) -> list[dict]:

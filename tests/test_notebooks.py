@@ -30,6 +30,9 @@ OPTIONAL = [
     "val_episodes",
     "max_episode_steps",
     "backend",
+    "device",
+    "torch_threads",
+    "env_threads",
     "numerics",
     "rule",
     "source_choice",
@@ -99,6 +102,9 @@ def test_every_parameter_reaches_the_config(papermill, tmp_path: Path) -> None:
         "val_episodes": 2,
         "max_episode_steps": 15,
         "backend": "gymnasium",
+        "device": "cpu",
+        "torch_threads": 2,
+        "env_threads": 2,
         "numerics": "native",
         "rule": "sign_robust",
         "source_choice": "random",
@@ -200,8 +206,9 @@ def test_explore_notebook_runs(papermill, tmp_path: Path) -> None:
     }
     r = papermill("explore", params)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert is_complete_run(tmp_path / "explore" / "CartPole-v1" / "collaborative_3" / "seed0")
-    assert is_complete_run(tmp_path / "explore" / "CartPole-v1" / "independent" / "seed0")
+    for setup in ("collaborative_3", "independent_3"):  # one folder per setting: seed0-<digest>
+        (run,) = (tmp_path / "explore" / "CartPole-v1" / setup).glob("seed0-*")
+        assert is_complete_run(run)
     executed = nbformat.read(tmp_path / "explore.out.ipynb", as_version=4)
     assert _video_shown(executed.cells[-1])  # the agent picked at the end plays
 

@@ -42,11 +42,26 @@ def test_bottom_quantile_copies_a_top_agent():
     assert seen == {3, 5}  # uniform over the top set: both appear
 
 
-def test_ties_rank_the_lower_index_lower_and_nan_lowest():
+def test_ties_rank_the_lower_index_lower():
     src = pbt_sources(np.array([1.0, 1.0, 1.0, 1.0]), 0.25, np.random.default_rng(0))
     assert src.tolist() == [3, 1, 2, 3]
+
+
+def test_an_agent_without_episodes_is_neither_copier_nor_source():
+    """NaN: the agent finished no episode this round. It is left out of the ranking (it used to rank
+    worst and be overwritten); the sets are sized by the three agents with a score."""
     src = pbt_sources(np.array([np.nan, 0.0, -5.0, 2.0]), 0.25, np.random.default_rng(0))
-    assert src.tolist() == [3, 1, 2, 3]
+    assert src.tolist() == [0, 1, 3, 3]
+    src = pbt_sources(np.array([np.nan, 1.0, np.nan, np.nan]), 0.5, np.random.default_rng(0))
+    assert src.tolist() == [0, 1, 2, 3]  # one scored agent: nobody to compare with
+
+
+def test_default_setup_names_keep_population_sizes_apart():
+    from collab.results import setup_name
+
+    assert setup_name("pbt", 4) == "pbt_4" and setup_name("pbt", 8) == "pbt_8"  # was "pbt" for both
+    assert setup_name("collaborative", 8) == "collaborative_8"
+    assert setup_name("independent", 8) == "independent" and setup_name("sequential", 8) == "sequential"
 
 
 def test_two_agents_the_worse_copies_the_better():

@@ -202,3 +202,20 @@ def test_setup_colors_are_stable_and_distinct():
     assert len(set(colours.values())) == len(many)
     assert colours["independent"] == P.SETUP_COLORS["independent"]
     assert P.setup_colors(["s1", "s0"])["s1"] == P.EXTRA_COLORS[0]  # by position in the figure's setups
+
+
+def test_saved_figures_have_the_usual_permissions(tmp_path):
+    """PNG and PDF get 0666 less the umask, like the CSVs (they used to stay mkstemp's 0600)."""
+    import os
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    old = os.umask(0o022)
+    try:
+        paths = P.save_figure(fig, "f", tmp_path)
+    finally:
+        os.umask(old)
+        plt.close(fig)
+    assert [p.name for p in paths] == ["f.png", "f.pdf"]
+    assert {p.stat().st_mode & 0o777 for p in paths} == {0o644}
+    assert not list(tmp_path.glob(".*tmp"))

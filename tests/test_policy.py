@@ -170,7 +170,8 @@ def test_evaluate_run_with_episodes_reproduces_the_population_re_evaluation(make
 
 def test_checkpoints_and_re_evaluation_leave_the_csvs_alone(tmp_path):
     """Saving agents draws no random numbers: the CSVs are those of a run without re-evaluation; and
-    a rerun into the same folder leaves no file of the earlier run behind."""
+    a rerun into a folder with an earlier run's files but no config.json (not complete) leaves none of
+    them behind; a complete run of other settings there is refused, not overwritten."""
     env_id, steps = KINDS["continuous"]
     cfg = ExperimentConfig(**{**BASE, "env_id": env_id, "max_episode_steps": steps, "seed": 3})
     run_experiment(dataclasses.replace(cfg, out_dir=str(tmp_path / "a")), progress=False)
@@ -186,7 +187,11 @@ def test_checkpoints_and_re_evaluation_leave_the_csvs_alone(tmp_path):
         list(read_csv_checked(tmp_path / "a" / "population_eval.csv").columns)
         == OPTIONAL_SCHEMA["population_eval.csv"]
     )
-    run_experiment(dataclasses.replace(cfg, reeval_episodes=0, out_dir=str(tmp_path / "a")), progress=False)
+    rerun = dataclasses.replace(cfg, reeval_episodes=0, out_dir=str(tmp_path / "a"))
+    with pytest.raises(ConfigError, match="reeval_episodes: 2 there, 0 here"):
+        run_experiment(rerun, progress=False)
+    (tmp_path / "a" / "config.json").unlink()  # as if the earlier run had been interrupted
+    run_experiment(rerun, progress=False)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     for name in CHECKPOINT_FILES:  # the same agents, byte for byte
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

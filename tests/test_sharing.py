@@ -167,3 +167,14 @@ def test_copy_is_simultaneous():
     pop.copy_agents([1, 0, 2])  # swap: each reads the state before any copy
     assert torch.equal(pop.net.actor.l1.weight[0], w[1]) and torch.equal(pop.net.actor.l1.weight[1], w[0])
     env.close()
+
+
+def test_a_rule_named_in_config_but_without_a_test_is_one_clear_error(monkeypatch):
+    """A rule added to RULES but not to RULE_TESTS used to raise UnboundLocalError in qualifies."""
+    import collab.sharing
+
+    monkeypatch.setattr(collab.sharing, "RULES", (*collab.sharing.RULES, "ratio"))
+    with pytest.raises(ConfigError, match="rule='ratio' is not allowed: one with a test in RULE_TESTS"):
+        qualifies(np.array([1.0, 2.0]), 1.0, "ratio")
+    with pytest.raises(ConfigError, match="rule='other' is not allowed: one of literal, sign_robust"):
+        qualifies(np.array([1.0, 2.0]), 1.0, "other")

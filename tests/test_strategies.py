@@ -254,3 +254,38 @@ def test_the_first_evaluation_episodes_do_not_depend_on_their_count(env_id, step
     assert not np.array_equal(more["return"][10:20], ten["return"])  # other episodes follow
     with pytest.raises(ValueError, match="k=0 is not allowed"):
         A.first_episodes(ten, 0)
+
+
+def test_run_restores_the_callers_torch_threads(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = ExperimentConfig(strategy="independent", torch_threads=1, out_dir=str(tmp_path), **BASE)
+        run_experiment(cfg, progress=False)
+        assert torch.get_num_threads() == 2  # was left at the run's 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_importing_collab_leaves_the_warning_filters_alone():
+    """No module installs a process-wide warnings filter at import (collab.optim used to), and a run
+    with every warning turned into an error still trains: the one expected warning (autograd's
+    gradient layout, see collab.ppo) is silenced where it arises."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings; warnings.simplefilter('error')\n"
+        "import gymnasium, numpy, pandas, torch, tqdm  # third-party filters of their own\n"
+        "before = list(warnings.filters)\n"
+        "import collab.optim, collab.ppo, collab.strategies\n"
+        "assert warnings.filters == before, [f for f in warnings.filters if f not in before]\n"
+        "from collab import ExperimentConfig, run_experiment\n"
+        "cfg = ExperimentConfig(env_id='CartPole-v1', n_agents=3, episodes_per_agent=2, validate_every=2,"
+        " val_episodes=1, eval_episodes=1, max_episode_steps=10)\n"
+        "run_experiment(cfg, write=False, progress=False)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
