@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from collab.config import PAPER_ENVS, ppo_config_for
+from collab.config import ppo_config_for
 from collab.envs import PopulationEnv
+from collab.paper import ENVS as PAPER_ENVS
 from collab.results import atomic_write_csv, atomic_write_text, markdown_table
 
 RESULTS = Path(__file__).parent / "results"

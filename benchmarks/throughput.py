@@ -6,6 +6,12 @@ Usage::
     python benchmarks/throughput.py --quick         # ~2 min smoke version (1 repeat, short timings)
     python benchmarks/throughput.py --envs Acrobot-v1 LunarLander-v3 --ns 1 8 --repeats 5
     python benchmarks/throughput.py --envs Acrobot-v1 --ppo num_envs=16 --out runs/acrobot16
+    python benchmarks/throughput.py --against ../old-checkout --envs Acrobot-v1 Pendulum-v1 --ns 8
+
+``--against DIR`` compares training throughput (``ours`` only) of this tree with the ``collab`` of
+another checkout: one worker process per tree, both pinned to the same core and measuring in turn
+(round-robin, so load drift hits both alike); writes ``throughput_against.{csv,md}`` with the ratio
+this / other.
 
 One process, ``torch.set_num_threads(1)``. For every environment and population size n it measures,
 side by side and round-robin over the repeats (so load drift on a shared machine hits all of them alike):
@@ -52,7 +58,8 @@ import torch.nn.functional as F
 
 from collab.config import ConfigError, PPOConfig, ppo_config_for
 from collab.config import parse_overrides as config_overrides
-from collab.envs import ENVPOOL_IDS, PopulationEnv, derive_seed
+from collab.envpool_backend import ENVPOOL_IDS
+from collab.envs import PopulationEnv, derive_seed
 from collab.ppo import PopulationPPO
 from collab.results import atomic_write_csv, atomic_write_text, markdown_table
 
@@ -325,7 +332,7 @@ def ppo_config(env_id: str, overrides: dict[str, object] | None = None) -> PPOCo
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
-    """``["num_envs=16", "anneal_lr=true"]`` -> ``{"num_envs": 16, "anneal_lr": True}`` (JSON values)."""
+    """``["num_envs=16", "norm_reward=true"]`` -> ``{"num_envs": 16, "norm_reward": True}`` (JSON values)."""
     try:
         return config_overrides(items)
     except ConfigError as e:
@@ -426,6 +433,72 @@ def summarise(df: pd.DataFrame, col: str = "sps_median") -> tuple[pd.DataFrame, 
     return pd.DataFrame(wide), pd.DataFrame(ratios)
 
 
+# -- this tree against another checkout -----------------------------------------------------------
+WORKER = r"""
+import importlib.util, json, os, sys
+sys.path.insert(0, sys.argv[1])  # that tree's collab comes first
+if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {int(sys.argv[6])})  # both workers on one core: they share its load
+spec = importlib.util.spec_from_file_location("throughput_worker", sys.argv[2])
+tp = importlib.util.module_from_spec(spec)
+sys.modules["throughput_worker"] = tp  # (dataclasses look their module up)
+spec.loader.exec_module(tp)
+tp.torch.set_num_threads(1)
+env_id, n, min_time = sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+m = tp.ours(env_id, n, tp.ppo_config(env_id))
+m.warm_up(min_time)
+print(json.dumps({"ready": tp.PopulationPPO.__module__, "file": sys.modules["collab"].__file__}), flush=True)
+for _ in sys.stdin:
+    rate = m.measure()
+    print(json.dumps({"rate": rate, "cpu": m.cpu_rates[-1]}), flush=True)
+m.close()
+"""
+
+
+def against(
+    other: Path, envs: list[str], ns: list[int], repeats: int, min_time: float, log: Callable[[str], None]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``ours`` of this tree and of ``other`` side by side; per (env, n) the medians and their ratio."""
+    import json
+    import subprocess
+
+    trees = {"this": Path(__file__).resolve().parents[1], "other": other.resolve()}
+    core = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    if not (trees["other"] / "collab" / "__init__.py").is_file():
+        raise SystemExit(f"--against {other}: not a checkout of collab (no collab/__init__.py there)")
+    rows, ratios = [], []
+    for env_id in envs:
+        for n in ns:
+            workers = {}
+            for name, tree in trees.items():
+                args = [sys.executable, "-W", "ignore", "-c", WORKER, str(tree), __file__, env_id]
+                args += [str(n), str(min_time), str(core)]
+                w = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                ready = json.loads(w.stdout.readline())
+                if not ready["file"].startswith(str(tree)):
+                    raise SystemExit(f"worker for {tree} imported collab from {ready['file']}")
+                workers[name] = w
+            got: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+            for r in range(repeats):
+                for name, w in workers.items():
+                    w.stdin.write("measure\n")
+                    w.stdin.flush()
+                    m = json.loads(w.stdout.readline())
+                    got[name].append((m["rate"], m["cpu"]))
+                    log(f"  {env_id:18s} n={n} {name:5s} rep {r + 1}/{repeats}: {m['rate']:9,.0f}/s")
+            for w in workers.values():
+                w.stdin.close()
+                w.wait(timeout=120)
+            med = {k: statistics.median(x for x, _ in v) for k, v in got.items()}
+            cpu = {k: statistics.median(c for _, c in v) for k, v in got.items()}
+            for name in trees:
+                rows.append({"env_id": env_id, "n": n, "tree": name, "sps_median": med[name],
+                             "sps_cpu_median": cpu[name], "repeats": repeats})  # fmt: skip
+            ratios.append({"env_id": env_id, "n": n, "this / other": med["this"] / med["other"],
+                           "this / other (CPU time)": cpu["this"] / cpu["other"]})  # fmt: skip
+    return pd.DataFrame(rows), pd.DataFrame(ratios)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--envs", nargs="+", default=DEFAULT_ENVS)
@@ -440,7 +513,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ppo", nargs="*", default=[], metavar="FIELD=VALUE", help="PPO settings to override (ours and SB3)"
     )
+    p.add_argument("--against", type=Path, help="another checkout: compare its training throughput with ours")
     args = p.parse_args(argv)
+    if args.against is not None:
+        ns = args.ns or [8]
+        repeats = args.repeats or 5
+        t0 = time.perf_counter()
+
+        def log_a(s: str) -> None:
+            print(f"[{time.perf_counter() - t0:6.0f}s] {s}", flush=True)
+
+        load0 = os.getloadavg()
+        rows, ratios = against(args.against, args.envs, ns, repeats, args.min_time or 1.5, log_a)
+        stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load average at start {load0}"
+        md = (
+            f"# Training throughput: this tree / another checkout ({stamp})\n\n"
+            f"`python benchmarks/throughput.py --against {args.against} --envs {' '.join(args.envs)} "
+            f"--ns {' '.join(map(str, ns))} --repeats {repeats}`\n\n"
+            + markdown_table(rows, floatfmt=",.0f")
+            + "\n"
+            + markdown_table(ratios, floatfmt=".3f")
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_csv(args.out / "throughput_against.csv", rows.merge(ratios, on=["env_id", "n"]))
+        atomic_write_text(args.out / "throughput_against.md", md)
+        print(md)
+        return 0
     overrides = parse_overrides(args.ppo)
     for env_id in args.envs:
         ppo_config(env_id, overrides)  # bad overrides fail before anything runs

@@ -1,7 +1,7 @@
 """collab: UCB parameter sharing between PPO agents ("Collaborative Training"), population-batched.
 
 ``run_experiment``, ``RunResult``, ``RoundReport``, ``RunStopped`` and ``load_run``
-(``collab.strategies``), ``NonFiniteError`` (``collab.ppo``) and the saved agents' ``load_policy``,
+(``collab.experiment``), ``NonFiniteError`` (``collab.nonfinite``) and the saved agents' ``load_policy``,
 ``evaluate_run`` and ``record`` (``collab.policy``) are imported on first use, so that the analysis
 code (``collab.analysis``, ``collab.plots``) loads without torch and the environments.
 """
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from collab.config import ConfigError, ExperimentConfig, PPOConfig, ppo_config_for
 
 if TYPE_CHECKING:
+    from collab.experiment import RoundReport, RunResult, RunStopped, load_run, run_experiment
+    from collab.nonfinite import NonFiniteError
     from collab.policy import evaluate_run, load_policy, record
-    from collab.ppo import NonFiniteError
-    from collab.strategies import RoundReport, RunResult, RunStopped, load_run, run_experiment
 
 __all__ = [
     "ConfigError",
@@ -37,15 +37,15 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name in ("run_experiment", "RunResult", "RoundReport", "RunStopped", "load_run"):
-        from collab import strategies
+        from collab import experiment
 
-        return getattr(strategies, name)
+        return getattr(experiment, name)
     if name in ("load_policy", "evaluate_run", "record"):
         from collab import policy
 
         return getattr(policy, name)
     if name == "NonFiniteError":
-        from collab import ppo
+        from collab import nonfinite
 
-        return ppo.NonFiniteError
+        return nonfinite.NonFiniteError
     raise AttributeError(f"module 'collab' has no attribute {name!r}")

@@ -30,10 +30,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from collab.config import PPOConfig, check_ppo_fields
-from collab.envs import EnvSpec, env_spec
+from collab.config import PPOConfig, ppo_from_dict
 from collab.ppo import PopulationPPO
 from collab.results import CHECKPOINT_FILES
+from collab.spaces import EnvSpec, env_spec
 
 #: Version of the checkpoint layout (metadata key ``format``).
 FORMAT = 1
@@ -63,7 +63,7 @@ class Checkpoint:
     @property
     def ppo(self) -> PPOConfig:
         """The agents' PPO settings."""
-        return PPOConfig(**self.meta["ppo"])
+        return ppo_from_dict(self.meta["ppo"])
 
     @property
     def spec(self) -> EnvSpec:
@@ -164,7 +164,7 @@ def parse_checkpoint(data: bytes, path: str | os.PathLike, env_id: str | None = 
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _fail(path, f"not a collab checkpoint (metadata '{_META_KEY}' with format {FORMAT} missing)")
     try:
-        check_ppo_fields(meta["ppo"])
+        ppo_from_dict(meta["ppo"])
         ckpt = Checkpoint(path, meta, tensors)
         spec = ckpt.spec
         n = ckpt.n_agents

@@ -16,19 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collab.paper import ENVS as PAPER_ENVS  # noqa: F401  (the paper's environments)
-
-STRATEGIES = ("independent", "sequential", "collaborative", "pbt")
-RULES = ("literal", "sign_robust")
-SOURCE_CHOICES = ("best", "random")
-STATS_AFTER_COPY = ("keep", "reset", "inherit")
-REWARD_ESTIMATES = ("cumulative", "last_round")
 BACKENDS = ("auto", "envpool", "gymnasium")
 NUMERICS = ("native", "portable")
 #: Setup names are folder names: letters, digits, '_', '.', '-', not starting with '.'.
 SETUP_NAME = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
 #: Fields earlier versions wrote into config.json, with the only value this version can reproduce.
 RETIRED_FIELDS = {"compile_loss": False}
+#: PPO settings earlier versions had (no configuration used them), with the value they reproduce.
+RETIRED_PPO_FIELDS = {"anneal_lr": False}
 
 
 class ConfigError(ValueError):
@@ -92,8 +87,6 @@ class PPOConfig:
     """Width of the two hidden layers of actor and critic."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (continuous actions)."""
-    anneal_lr: bool = False
-    """Linearly anneal the learning rate to zero over the agent's budget."""
     frame_skip: int = 1
     """Repeat each action this many times (CarRacing: 2, as rl-zoo)."""
     frame_stack: int = 1
@@ -132,7 +125,7 @@ class PPOConfig:
         for name in ("ent_coef", "vf_coef"):
             if getattr(self, name) < 0:
                 _fail(f"ppo.{name}", getattr(self, name), "a number >= 0")
-        for name in ("norm_obs", "norm_reward", "anneal_lr", "mask_actions"):
+        for name in ("norm_obs", "norm_reward", "mask_actions"):
             if not isinstance(getattr(self, name), bool):
                 _fail(f"ppo.{name}", getattr(self, name), "True or False")
 
@@ -206,6 +199,20 @@ def ppo_config_for(env_id: str, overrides: Mapping[str, Any] | None = None) -> P
     return cfg
 
 
+def ppo_from_dict(d: Mapping[str, Any]) -> PPOConfig:
+    """A PPOConfig from its dict form (config.json, a checkpoint's metadata), earlier versions' too:
+    retired settings (:data:`RETIRED_PPO_FIELDS`) are dropped when they hold the value this version
+    reproduces and refused otherwise; an unknown key raises ConfigError."""
+    d = dict(d)
+    for key, value in RETIRED_PPO_FIELDS.items():
+        if key in d:
+            if d[key] != value:
+                _fail(f"ppo.{key}", d[key], f"{value!r}: this version of collab no longer has it")
+            del d[key]
+    check_ppo_fields(d)
+    return PPOConfig(**d)
+
+
 def check_ppo_fields(d: Mapping[str, Any]) -> None:
     """Raise ConfigError unless every key of ``d`` is a PPOConfig field."""
     names = [f.name for f in dataclasses.fields(PPOConfig)]
@@ -215,8 +222,8 @@ def check_ppo_fields(d: Mapping[str, Any]) -> None:
 
 
 def parse_overrides(items: Iterable[str], prefix: str = "") -> dict[str, Any]:
-    """Command-line overrides to a dict: ``["num_envs=16", "anneal_lr=true"]`` -> ``{"num_envs": 16,
-    "anneal_lr": True}``. Values are JSON (numbers, true/false, quoted strings); every item must be
+    """Command-line overrides to a dict: ``["num_envs=16", "norm_obs=true"]`` -> ``{"num_envs": 16,
+    "norm_obs": True}``. Values are JSON (numbers, true/false, quoted strings); every item must be
     ``{prefix}FIELD=VALUE``. Bad items raise ConfigError; field names are checked by ppo_config_for.
     """
     out: dict[str, Any] = {}
@@ -245,8 +252,8 @@ class ExperimentConfig:
     env_id: str = "Acrobot-v1"
     """Gymnasium environment id (paper's six or any Box/Discrete environment)."""
     strategy: str = "collaborative"
-    """independent | sequential | collaborative (paper section 4.2) | pbt (Population Based
-    Training, a baseline: :mod:`collab.pbt`)."""
+    """A registered strategy (:mod:`collab.strategies`): the paper's independent, sequential and
+    collaborative (section 4.2), Population Based Training (a baseline), or any plug-in."""
     n_agents: int = 2
     """Population size n (sequential: the budget multiplier, one agent trains n*k episodes)."""
     seed: int = 0
@@ -274,19 +281,11 @@ class ExperimentConfig:
     """UCB exploration constant (eq. 1; paper: 1.5)."""
     lam: float = 1.0
     """Sharing threshold lambda (eq. 2; paper: 1)."""
-    rule: str = "literal"
-    """literal: UCB_i > lam*UCB_j (eq. 2) | sign_robust: UCB_i - UCB_j > (lam-1)|UCB_j|."""
-    source_choice: str = "best"
-    """When several agents qualify as source: best (highest UCB) | random."""
-    stats_after_copy: str = "keep"
-    """Receiver's UCB statistics after a copy: keep | reset | inherit (source's)."""
-    reward_estimate: str = "cumulative"
-    """R_hat: cumulative (mean of all training returns so far) | last_round."""
-    pbt_quantile: float = 0.25
-    """pbt: the bottom and top fractions of the population by the round's mean training return;
-    each bottom agent copies a random top agent. In (0, 0.5]."""
-    pbt_perturb: bool = True
-    """pbt: after a copy, multiply the copier's learning rate and entropy coefficient by 0.8 or 1.2."""
+    settings: Mapping[str, Any] | None = None
+    """The strategy's own settings (:mod:`collab.strategies`): None for its defaults, or a mapping
+    of some of them, e.g. ``{"rule": "sign_robust"}`` for collaborative training.
+    Each can also be given as a keyword of its own, as earlier versions had them:
+    ``ExperimentConfig(rule="sign_robust")`` (a keyword set to None is not given)."""
     setup: str | None = None
     """Name of the setup (Table 1 column, run folder) this run belongs to; None: derived from
     ``strategy`` and ``n_agents`` (``independent``, ``collaborative_4``, ...)."""
@@ -295,7 +294,7 @@ class ExperimentConfig:
     runs cheap). Required for an environment that registers none (e.g. CliffWalking-v1): ConfigError."""
     backend: str = "auto"
     """auto (envpool where installed, for the ids whose equivalence with Gymnasium is tested,
-    ``collab.envs.ENVPOOL_TESTED``; Gymnasium otherwise) | envpool | gymnasium."""
+    ``collab.envpool_backend.ENVPOOL_TESTED``; Gymnasium otherwise) | envpool | gymnasium."""
     device: str = "cpu"
     """torch device: cpu, or cuda where one is present."""
     torch_threads: int = 1
@@ -315,10 +314,32 @@ class ExperimentConfig:
 
     def resolved(self) -> ExperimentConfig:
         """A copy with ``ppo`` filled in from the per-environment table (a mapping of overrides is
-        applied to it; a bad key or value raises ConfigError)."""
-        if isinstance(self.ppo, PPOConfig):
-            return self
-        return dataclasses.replace(self, ppo=ppo_config_for(self.env_id, self.ppo))
+        applied to it) and ``settings`` with every setting of the strategy (the given ones over its
+        defaults); a bad key or value raises ConfigError."""
+        from collab.strategies import resolve_settings, settings_dict
+
+        ppo = self.ppo if isinstance(self.ppo, PPOConfig) else ppo_config_for(self.env_id, self.ppo)
+        settings = settings_dict(resolve_settings(self.strategy, self.settings))
+        return dataclasses.replace(self, ppo=ppo, settings=settings)
+
+    def setting(self, name: str) -> Any:
+        """The strategy setting ``name``: as given, else the strategy's default."""
+        from collab.strategies import resolve_settings
+
+        return getattr(resolve_settings(self.strategy, self.settings), name)
+
+    def __getattr__(self, name: str) -> Any:
+        # Earlier versions had the strategies' settings as fields (cfg.rule, cfg.stats_after_copy, ...).
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from collab.strategies import setting_owners
+
+        owners = setting_owners(name)
+        if not owners:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if self.strategy in [o.name for o in owners]:
+            return self.setting(name)
+        return next(f.default for f in dataclasses.fields(owners[0].Settings) if f.name == name)
 
     def validate(self, check_out_dir: bool = True) -> ExperimentConfig:
         """Check every field; raise ConfigError naming the first bad one. Returns ``self.resolved()``.
@@ -326,7 +347,9 @@ class ExperimentConfig:
         Field checks only: whether the environment exists, has a time limit and supports action
         masks is checked by :func:`collab.spaces.check_experiment`, which :func:`collab.run_experiment`
         calls after this."""
-        check_choice("strategy", self.strategy, STRATEGIES)
+        from collab.strategies import get_strategy, resolve_settings
+
+        strategy = get_strategy(self.strategy)
         for name in ("n_agents", "episodes_per_agent", "validate_every", "eval_episodes", "val_episodes"):
             _check_positive_int(name, getattr(self, name))
         r = self.reeval_episodes
@@ -344,10 +367,6 @@ class ExperimentConfig:
             not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1
         ):
             _fail("max_episode_steps", self.max_episode_steps, "None or an integer >= 1")
-        check_choice("rule", self.rule, RULES)
-        check_choice("source_choice", self.source_choice, SOURCE_CHOICES)
-        check_choice("stats_after_copy", self.stats_after_copy, STATS_AFTER_COPY)
-        check_choice("reward_estimate", self.reward_estimate, REWARD_ESTIMATES)
         check_choice("backend", self.backend, BACKENDS)
         check_choice("numerics", self.numerics, NUMERICS)
         for name in ("torch_threads", "env_threads"):
@@ -356,13 +375,7 @@ class ExperimentConfig:
                 _fail(name, v, "an integer >= 1")
         if not (self.device == "cpu" or str(self.device).startswith("cuda")):
             _fail("device", self.device, "'cpu' or 'cuda[:N]'")
-        q = self.pbt_quantile
-        if not isinstance(q, (int, float)) or isinstance(q, bool) or not 0 < q <= 0.5:
-            _fail("pbt_quantile", q, "a number in (0, 0.5]")
-        if not isinstance(self.pbt_perturb, bool):
-            _fail("pbt_perturb", self.pbt_perturb, "True or False")
-        if self.strategy == "pbt" and self.n_agents < 2:
-            _fail("n_agents", self.n_agents, "an integer >= 2 with strategy='pbt'")
+        strategy.check(self, resolve_settings(self.strategy, self.settings))
         if self.setup is not None and not (
             isinstance(self.setup, str) and re.fullmatch(SETUP_NAME, self.setup)
         ):
@@ -386,9 +399,13 @@ class ExperimentConfig:
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ConfigError.
 
-        Retired fields (:data:`RETIRED_FIELDS`) are dropped when they hold the value this version
-        reproduces (older runs' config.json files load), and refused otherwise.
+        Loads the config.json files of earlier versions too: their strategy settings as top-level
+        keys (``rule``, ``stats_after_copy``, ...), and retired fields (:data:`RETIRED_FIELDS`,
+        :data:`RETIRED_PPO_FIELDS`) dropped when they hold the value this version reproduces
+        (refused otherwise).
         """
+        from collab.strategies import setting_owners
+
         names = {f.name for f in dataclasses.fields(cls)}
         d = dict(d)
         for key, value in RETIRED_FIELDS.items():
@@ -396,14 +413,51 @@ class ExperimentConfig:
                 if d[key] != value:
                     _fail(key, d[key], f"{value!r}: this version of collab no longer offers {key}")
                 del d[key]
-        unknown = sorted(set(d) - names)
+        unknown = sorted(k for k in set(d) - names if not setting_owners(k))
         if unknown:
-            _fail("config keys", unknown, f"names among {sorted(names)}")
-        d = dict(d)
+            _fail("config keys", unknown, f"names among {sorted(names)} or a strategy's settings")
         if isinstance(d.get("ppo"), dict):
-            check_ppo_fields(d["ppo"])
-            d["ppo"] = PPOConfig(**d["ppo"])
+            d["ppo"] = ppo_from_dict(d["ppo"])
         return cls(**d)
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(ExperimentConfig))
+_fields_init = ExperimentConfig.__init__
+
+
+def _init_with_setting_keywords(self: ExperimentConfig, *args: Any, **kwargs: Any) -> None:
+    """ExperimentConfig's constructor: the fields, and any strategy setting as a keyword of its own
+    (the form earlier versions had: ``rule=...``, ``stats_after_copy=...``), moved into ``settings``.
+
+    A keyword set to None is not given. A setting of another strategy than the run's is dropped when
+    it holds that strategy's default (the train notebook and older config.json files pass them all)
+    and otherwise kept, so that validation names it; one given both ways with two values raises."""
+    extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _FIELD_NAMES}
+    _fields_init(self, *args, **kwargs)
+    extra = {k: v for k, v in extra.items() if v is not None}
+    if not extra:
+        return
+    from collab.strategies import _REGISTRY, setting_owners
+
+    own = _REGISTRY.get(self.strategy)
+    own_names = {f.name for f in dataclasses.fields(own.Settings)} if own else set()
+    settings = dict(self.settings or {})
+    for key, value in extra.items():
+        owners = setting_owners(key)
+        if not owners:
+            raise TypeError(f"ExperimentConfig() got an unexpected keyword argument {key!r}")
+        if key not in own_names and own is not None:
+            defaults = [f.default for o in owners for f in dataclasses.fields(o.Settings) if f.name == key]
+            if all(value == dflt and type(value) is type(dflt) for dflt in defaults):
+                continue  # another strategy's setting at its default: not this run's business
+        if key in settings and settings[key] != value:
+            _fail(key, value, f"one value: settings gives {key}={settings[key]!r}")
+        settings[key] = value
+    object.__setattr__(self, "settings", settings)
+
+
+_init_with_setting_keywords.__wrapped__ = _fields_init  # type: ignore[attr-defined]
+ExperimentConfig.__init__ = _init_with_setting_keywords  # type: ignore[method-assign]
 
 
 def check_writable(out_dir: str | os.PathLike) -> None:

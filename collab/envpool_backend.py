@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from collab.config import PAPER_ENVS, ConfigError
+from collab.config import ConfigError
+from collab.paper import ENVS as PAPER_ENVS
 
 #: Our id -> envpool's id, where they differ but are the same task. Gymnasium 1.3 renamed Taxi-v3
 #: to Taxi-v4 only to fix the optional is_rainy / fickle_passenger modes (off by default).

@@ -56,39 +56,26 @@ import torch.nn.functional as F
 
 from collab.config import PPOConfig
 from collab.envpool_backend import (
-    ENVPOOL_IDS,
-    ENVPOOL_TESTED,
     EnvpoolDirect,
-    envpool_ids,
-    keep_plotting_env,
     make_pool,
     resolve_backend,
 )
 from collab.spaces import (
-    EnvSpec,
     action_mask_table,
     check_action_masks,
-    check_env_id,
     env_spec,
     time_limit,
 )
 
-__all__ = [
-    "ENVPOOL_IDS",
-    "ENVPOOL_TESTED",
-    "EnvSpec",
-    "EpisodeLimitError",
-    "PopulationEnv",
-    "action_mask_table",
-    "check_action_masks",
-    "check_env_id",
-    "derive_seed",
-    "env_spec",
-    "envpool_ids",
-    "keep_plotting_env",
-    "resolve_backend",
-    "time_limit",
-]
+
+def grayscale_frames(raw: np.ndarray, size: int) -> torch.Tensor:
+    """Raw HxWx3 uint8 images [N,H,W,3] -> grayscale uint8 [N,size,size] (antialiased bilinear
+    resize, rounded): what every pixel network sees, in training and when a saved agent plays."""
+    x = torch.from_numpy(np.ascontiguousarray(raw)).float()
+    gray = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+    if gray.shape[-1] != size or gray.shape[-2] != size:
+        gray = F.interpolate(gray[:, None], size=(size, size), mode="bilinear", antialias=True)[:, 0]
+    return gray.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def derive_seed(seed: int, purpose: str, *indices: int) -> int:
@@ -204,13 +191,7 @@ class PopulationEnv:
 
     # -- preprocessing ---------------------------------------------------------------------------
     def _frames(self, raw: np.ndarray) -> torch.Tensor:
-        """Raw HxWx3 uint8 images [N,H,W,3] -> grayscale resized uint8 [N,S,S]."""
-        x = torch.from_numpy(np.ascontiguousarray(raw)).float()
-        gray = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
-        s = self.image_size
-        if gray.shape[-1] != s or gray.shape[-2] != s:
-            gray = F.interpolate(gray[:, None], size=(s, s), mode="bilinear", antialias=True)[:, 0]
-        return gray.round_().clamp_(0, 255).to(torch.uint8)
+        return grayscale_frames(raw, self.image_size)
 
     def _process(self, raw: np.ndarray, new_episode: np.ndarray | None) -> torch.Tensor:
         kind = self.spec.obs_kind

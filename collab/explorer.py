@@ -33,9 +33,12 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from collab.config import PAPER_ENVS, RULES, STRATEGIES, ConfigError, ExperimentConfig
+from collab.config import ConfigError, ExperimentConfig
+from collab.paper import ENVS as PAPER_ENVS
 from collab.results import KEY_COLUMNS, setup_name
 from collab.run_plots import plot_learning_curves, plot_share_timeline
+from collab.sharing import RULES
+from collab.strategies import get_strategy, setting_names, strategy_names
 
 
 def _setup_label(strategy: str, n_agents: int, lam: float, c: float, rule: str) -> str:
@@ -68,7 +71,7 @@ def explorer_configs(
 
     base = ExperimentConfig(
         env_id=env_id,
-        strategy=strategy,
+        strategy="independent",
         n_agents=n_agents,
         seed=seed,
         episodes_per_agent=episodes_per_agent,
@@ -77,12 +80,13 @@ def explorer_configs(
         eval_episodes=eval_episodes,
         c=c,
         lam=lam,
-        rule=rule,
         max_episode_steps=max_episode_steps,
     )
-    runs = {_setup_label(strategy, n_agents, lam, c, rule): base}
+    ruled = strategy in strategy_names() and "rule" in setting_names(strategy)  # a UCB rule to pass
+    chosen = dataclasses.replace(base, strategy=strategy, settings={"rule": rule} if ruled else None)
+    runs = {_setup_label(strategy, n_agents, lam, c, rule): chosen}
     if compare_independent and strategy != "independent":
-        runs[f"independent_{n_agents}"] = dataclasses.replace(base, strategy="independent")
+        runs[f"independent_{n_agents}"] = base
     out: dict[str, ExperimentConfig] = {}
     for name, cfg in runs.items():
         settings = {k: v for k, v in cfg.validate(check_out_dir=False).to_dict().items() if k != "out_dir"}
@@ -166,9 +170,11 @@ def plot_copy_matrix(counts: pd.DataFrame, ax: Axes | None = None) -> Figure:
     n = len(counts)
     ax = ax if ax is not None else _axes((2.6 + 0.35 * n, 2.2 + 0.35 * n))
     fig = ax.figure
-    ax.imshow(counts.to_numpy(), cmap="Blues", vmin=0)
-    for (i, j), v in np.ndenumerate(counts.to_numpy()):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+    values = counts.to_numpy()
+    ax.imshow(values, cmap="Blues", vmin=0)
+    dark = max(values.max(), 1) / 2  # white digits on the darker half of the colour scale
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > dark else "black")
     ax.set(xticks=range(n), yticks=range(n), xlabel="target (received)", ylabel="source (copied from)")
     ax.set_title(f"parameter copies ({int(counts.to_numpy().sum())})", fontsize=10)
     return fig
@@ -207,7 +213,7 @@ class Explorer:
             "env_id": w.Combobox(
                 value=d["env_id"], options=list(PAPER_ENVS), ensure_option=False, description="environment"
             ),
-            "strategy": w.Dropdown(value=d["strategy"], options=list(STRATEGIES), description="strategy"),
+            "strategy": w.Dropdown(value=d["strategy"], options=strategy_names(), description="strategy"),
             "n_agents": w.IntText(value=d["n_agents"], description="agents n"),
             "lam": w.FloatText(value=d["lam"], step=0.01, description="lambda"),
             "c": w.FloatText(value=d["c"], step=0.1, description="c"),
@@ -300,15 +306,13 @@ class Explorer:
             self._thread.join()
 
     def _train_all(self) -> None:
-        from collab.strategies import RunStopped, run_experiment
+        from collab.experiment import RunStopped, run_experiment
 
         self.train_button.disabled, self.stop_button.disabled = True, False
         try:
             for name, cfg in self.configs.items():
                 live = self.live[name] = self._current = LiveRun(on_update=lambda _: self.redraw())
-                self.progress.max = -(-cfg.episodes_per_agent // cfg.validate_every) * (
-                    cfg.n_agents if cfg.strategy == "sequential" else 1
-                )
+                self.progress.max = -(-get_strategy(cfg.strategy).budget(cfg) // cfg.validate_every)
                 self.progress.value = 0
                 self._say(f"training {name} ({cfg.out_dir}) ...")
                 try:
@@ -338,13 +342,17 @@ class Explorer:
         copy matrix of the first (the chosen setup)."""
         curves = [lr.curves for lr in self.live.values() if len(lr.curves)]
         first = next(iter(self.configs.values()), None)
-        n = first.n_agents if first is not None and first.strategy != "sequential" else 1
+        n = get_strategy(first.strategy).population(first) if first is not None else self._n_from_controls()
         sharing = next(iter(self.live.values())).sharing if self.live else pd.DataFrame()
         data = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
         fig_c = plot_learning_curves(data, ax=_axes())
         fig_t = plot_share_timeline(sharing, n_agents=n, ax=_axes())
         fig_m = plot_copy_matrix(copy_matrix(sharing, n))
         return {"curves": fig_c, "timeline": fig_t, "matrix": fig_m}
+
+    def _n_from_controls(self) -> int:
+        n = self.controls["n_agents"].value
+        return n if isinstance(n, int) and 1 <= n <= 64 else 1
 
     def redraw(self) -> None:
         """Redraw the live figures and the round counter (after every round)."""
@@ -358,7 +366,7 @@ class Explorer:
 
     def _agents_of_run(self) -> None:
         cfg = self.configs.get(self.watch_run.value)
-        n = 0 if cfg is None else (1 if cfg.strategy == "sequential" else cfg.n_agents)
+        n = 0 if cfg is None else get_strategy(cfg.strategy).population(cfg)
         self.watch_agent.options = ["selected", *range(n)]
 
     def _watch(self) -> None:

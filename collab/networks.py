@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from collab import numerics
-from collab.envs import EnvSpec
+from collab.spaces import EnvSpec
 
 
 def _orthogonal(shape: tuple[int, int], gain: float, gen: torch.Generator) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Figures 1-3, the aggregate metrics, setup comparisons and the share timelines, drawn from the frames
-of :mod:`collab.analysis` (one run's curves and shares: :mod:`collab.run_plots`, re-exported here).
+of :mod:`collab.analysis` (one run's curves and shares: :mod:`collab.run_plots`).
 
 Every function returns the matplotlib Figure and never calls ``plt.show``; :func:`save_figure`
 writes PNG and PDF atomically. Not-reached runs in Figure 2 are drawn explicitly, never as zero.
@@ -25,8 +25,7 @@ from collab.analysis.setups import present_setups, setup_label
 from collab.paper import ENVS, PAPER_ENV_NAMES
 from collab.results import atomic_path
 from collab.run_plots import axes_of as _axes
-from collab.run_plots import plot_learning_curves as plot_learning_curves  # re-exported
-from collab.run_plots import plot_share_timeline as plot_share_timeline  # re-exported
+from collab.run_plots import plot_share_timeline
 
 #: One colour per setup of the paper, the same in every figure.
 SETUP_COLORS: dict[str, str] = {

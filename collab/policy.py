@@ -42,9 +42,10 @@ from collab.checkpoints import (
     read_checkpoint,
 )
 from collab.config import ExperimentConfig, PPOConfig
-from collab.envs import EpisodeLimitError, PopulationEnv, action_mask_table, derive_seed
+from collab.envs import EpisodeLimitError, PopulationEnv, derive_seed, grayscale_frames
 from collab.ppo import PopulationPPO, evaluate
-from collab.results import RESULT_FILES, RUN_METADATA_KEYS, atomic_path, frame, setup_name
+from collab.results import RESULT_FILES, RUN_METADATA_KEYS, atomic_path, final_rows, frame, run_keys
+from collab.spaces import action_mask_table
 
 #: Seed purpose of re-evaluation episodes (``evaluate_run(episodes=N)``, ``population_eval.csv``):
 #: apart from ``train``, ``val``, ``eval`` and ``agent``.
@@ -127,13 +128,7 @@ class Policy:
             return F.one_hot(torch.tensor(int(obs)), self.spec.obs_shape[0]).float()
         if kind == "vector":
             return torch.from_numpy(np.asarray(obs, dtype=np.float32).reshape(-1))
-        # as PopulationEnv._frames: grayscale, antialiased bilinear resize, rounded to uint8
-        x = torch.from_numpy(np.ascontiguousarray(obs)).float()[None]
-        gray = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
-        s = self.ppo.image_size
-        if gray.shape[-1] != s or gray.shape[-2] != s:
-            gray = F.interpolate(gray[:, None], size=(s, s), mode="bilinear", antialias=True)[:, 0]
-        frame = gray.round_().clamp_(0, 255).to(torch.uint8)[0]
+        frame = grayscale_frames(np.asarray(obs)[None], self.ppo.image_size)[0]
         k = self.spec.obs_shape[0]
         if self._stack is None:
             self._stack = frame[None].repeat(k, 1, 1)
@@ -231,16 +226,6 @@ def evaluate_agent(
         env.close()
 
 
-def _run_keys(cfg: ExperimentConfig) -> dict[str, Any]:
-    return {
-        "env_id": cfg.env_id,
-        "strategy": cfg.strategy,
-        "n_agents": cfg.n_agents,
-        "seed": cfg.seed,
-        "setup": getattr(cfg, "setup", None) or setup_name(cfg.strategy, cfg.n_agents),
-    }
-
-
 def _check_count(name: str, value: Any) -> None:
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name}={value!r} is not allowed: an integer >= 1")
@@ -275,18 +260,7 @@ def evaluate_run(
     backend = backend or raw.get("backend_used", cfg.backend)
     with _torch_threads(cfg.torch_threads):
         returns = evaluate_agent(policy.agents, cfg, m, purpose, backend)
-    keys = _run_keys(cfg)
-    rows = [
-        {
-            **keys,
-            "selected_agent": policy.agent_index,
-            "selected_round": policy.round,
-            "selected_val_return": policy.val_return,
-            "eval_episode": i,
-            "return": float(r),
-        }
-        for i, r in enumerate(returns)
-    ]
+    rows = final_rows(run_keys(cfg), policy.agent_index, policy.round, policy.val_return, returns)
     return frame("final.csv", rows)
 
 
@@ -296,7 +270,7 @@ def reevaluate(
     """``population_eval.csv`` of a run: every final agent and the selected checkpoint (agent -1) on
     ``cfg.reeval_episodes`` episodes seeded apart (purpose ``"reeval"``), each loaded from its
     checkpoint bytes in ``files`` exactly as :func:`evaluate_run` loads it."""
-    keys = _run_keys(cfg)
+    keys = run_keys(cfg)
     rows = []
     for name in (POPULATION, SELECTED):
         ckpt = parse_checkpoint(files[name], Path(out_dir) / name, cfg.env_id)

@@ -45,16 +45,17 @@ SCHEMA: dict[str, list[str]] = {
     ],
     "sharing.csv": KEY_COLUMNS
     + [
-        "round",  # k, the round at whose end the share happened
+        "round",  # k, the round at whose end the copy happened
         "episode",  # episodes per agent at that point
         "source",  # i: the agent whose state was copied
         "target",  # j: the agent that received it
-        "ucb_source",  # UCB_i(k)
-        "ucb_target",  # UCB_j(k)
-        "mean_source",  # R_hat_i(k)
-        "mean_target",  # R_hat_j(k)
     ],
 }
+#: The score columns every sharing.csv carries after SCHEMA's (empty where a strategy has no such
+#: score): UCB_i(k), UCB_j(k), R_hat_i(k), R_hat_j(k) of UCB sharing; a strategy's own score columns
+#: (``Strategy.score_columns``) follow. Kept in every file so that the files of one grid, whatever
+#: their strategies, stack into one table with the same columns as the runs committed before.
+SHARE_SCORE_COLUMNS = ["ucb_source", "ucb_target", "mean_source", "mean_target"]
 #: Files a run writes only when asked: ``population_eval.csv`` with ``reeval_episodes`` > 0 (every
 #: final agent and the selected checkpoint on the same ``reeval_episodes`` episodes), and
 #: ``reselection.csv`` with ``reselect_top`` >= 2 (the candidates for selection).
@@ -120,6 +121,29 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         raise
 
 
+def run_keys(cfg: Any) -> dict[str, Any]:
+    """The key columns (:data:`KEY_COLUMNS`) of a run of ``cfg`` (an ExperimentConfig)."""
+    return {
+        "env_id": cfg.env_id,
+        "strategy": cfg.strategy,
+        "n_agents": cfg.n_agents,
+        "seed": cfg.seed,
+        "setup": cfg.setup or setup_name(cfg.strategy, cfg.n_agents),
+    }
+
+
+def final_rows(
+    keys: Mapping[str, Any], agent: int, rnd: int, val_return: float, returns: Iterable[float]
+) -> list[dict[str, Any]]:
+    """``final.csv`` rows: the evaluation returns of the checkpoint (agent, round) validated at
+    ``val_return``."""
+    return [
+        {**keys, "selected_agent": agent, "selected_round": rnd, "selected_val_return": val_return,
+         "eval_episode": i, "return": float(r)}
+        for i, r in enumerate(returns)
+    ]  # fmt: skip
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (:func:`atomic_path`)."""
     with atomic_path(path) as tmp:
@@ -136,10 +160,14 @@ def atomic_write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
     atomic_write_text(path, df.to_csv(index=False, lineterminator="\n"))
 
 
-def frame(name: str, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with the schema's columns first (an empty frame keeps the header)."""
+def frame(name: str, rows: Iterable[dict[str, Any]], extra: Iterable[str] = ()) -> pd.DataFrame:
+    """Rows as a DataFrame with the schema's columns first (sharing.csv: then
+    :data:`SHARE_SCORE_COLUMNS` and ``extra``, a strategy's own); an empty frame keeps the header."""
     df = pd.DataFrame(list(rows))
     cols = {**SCHEMA, **OPTIONAL_SCHEMA}[name]
+    if name == "sharing.csv":
+        cols = cols + SHARE_SCORE_COLUMNS + [c for c in extra if c not in SHARE_SCORE_COLUMNS]
+        df = df.reindex(columns=list(dict.fromkeys([*cols, *df.columns]))) if not df.empty else df
     if df.empty:
         return pd.DataFrame(columns=cols)
     extra = [c for c in df.columns if c not in cols]
@@ -211,7 +239,7 @@ def aggregate_runs(run_dirs: Iterable[str | os.PathLike], out_dir: str | os.Path
     for name in ("curves.csv", "final.csv", "sharing.csv"):
         frames = [read_csv_checked(d / name) for d in sorted(run_dirs)]
         frames = [f for f in frames if not f.empty]
-        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCHEMA[name])
+        df = pd.concat(frames, ignore_index=True) if frames else frame(name, [])
         atomic_write_csv(Path(out_dir) / name, df)
 
 

@@ -1,11 +1,13 @@
 """One run's learning curves and share timeline, and the small helpers every figure uses.
 
 The training and exploration notebooks draw a run with :func:`plot_learning_curves` and
-:func:`plot_share_timeline`; :mod:`collab.plots` re-exports both. Each returns the matplotlib Figure
+:func:`plot_share_timeline`, the explorer too. Each returns the matplotlib Figure
 and never calls ``plt.show``.
 """
 
 from __future__ import annotations
+
+import textwrap
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -54,17 +56,18 @@ def plot_learning_curves(curves: pd.DataFrame, ax: Axes | None = None) -> Figure
         ax.legend(fontsize=7, ncols=2 if len(agents) > 2 else 1)
     else:
         labels = []
+        styles = ["-", "--", ":", "-."]  # identical runs stay visible on top of each other
         for k, (_, run) in enumerate(curves.groupby(varying, sort=False)):
             label = _run_label(run, varying)
             labels.append(label)
             for i, (_, d) in enumerate(run.groupby("agent")):
                 d = d.sort_values("episode")
                 ax.plot(
-                    d["episode"], d["val_return"], color=cmap(k % 10), lw=1.2, alpha=0.8,
+                    d["episode"], d["val_return"], color=cmap(k % 10), ls=styles[k % 4], lw=1.2, alpha=0.8,
                     label=f"{label} (val, {run['agent'].nunique()} agents)" if i == 0 else None,
                 )  # fmt: skip
         same = _run_label(curves, [k for k in keys if k not in varying])
-        title = (same + ": " if same else "") + " vs ".join(labels)
+        title = textwrap.fill((same + ": " if same else "") + " vs ".join(labels), 70)
         ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("training episodes per agent")

@@ -13,7 +13,8 @@ and applies the choices the paper leaves open. Each choice, with the paper's sen
   the literal reading) is the mean return of all agent i's training episodes up to round k;
   ``last_round`` uses only round k's episodes.
 * **Several qualifying sources** -- not addressed: ``best`` (default) copies the qualifying agent
-  with the highest UCB (ties: lowest index); ``random`` picks one uniformly (as PBT does).
+  with the highest UCB (ties: lowest index); ``random`` picks one uniformly (as population-based
+  training does).
 * **Receiver's statistics after a copy** -- not addressed: ``keep`` (default; the receiver keeps its
   own history, the literal reading of "R_i(k) accumulated by agent i"), ``reset`` (history emptied:
   the copied policy starts a fresh record) or ``inherit`` (takes the source's record).
@@ -38,15 +39,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from collab.config import (
-    REWARD_ESTIMATES,
-    RULES,
-    SOURCE_CHOICES,
-    STATS_AFTER_COPY,
-    ConfigError,
-    check_choice,
-    check_sharing,
-)
+from collab.config import ConfigError, check_choice, check_sharing
+
+#: The choices of each open question (module docstring); the first is the default.
+RULES = ("literal", "sign_robust")
+SOURCE_CHOICES = ("best", "random")
+STATS_AFTER_COPY = ("keep", "reset", "inherit")
+REWARD_ESTIMATES = ("cumulative", "last_round")
 
 
 def ucb(mean: np.ndarray, n_obs: np.ndarray, k: int, c: float) -> np.ndarray:
@@ -58,7 +57,7 @@ def ucb(mean: np.ndarray, n_obs: np.ndarray, k: int, c: float) -> np.ndarray:
 
 
 #: Eq. 2's rules: ``rule(ui, uj, lam)`` is True where agent j should take agent i's state. The
-#: names are :data:`collab.config.RULES`; a new rule is one entry here and its name there.
+#: names are :data:`RULES`; a new rule is one entry here and its name there.
 RULE_TESTS: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
     "literal": lambda ui, uj, lam: ui > lam * uj,
     "sign_robust": lambda ui, uj, lam: (ui - uj) > (lam - 1.0) * np.abs(uj),

@@ -1,8 +1,8 @@
 """Environment ids and what the package needs to know about them, without running them: checks,
 time limits, action-mask tables and the preprocessed observation/action layout (:class:`EnvSpec`).
 
-Configuration checks call these (``collab.config`` imports them lazily); :mod:`collab.envs` runs the
-environments.
+:func:`collab.run_experiment`, the workflow's grid check and the explorer call these before a run;
+:mod:`collab.envs` runs the environments.
 """
 
 from __future__ import annotations

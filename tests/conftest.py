@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from collab.envs import keep_plotting_env
+from collab.envpool_backend import keep_plotting_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ def papermill_args(params: dict) -> list[str]:
     """``-p NAME VALUE`` options; ``-r`` (raw string) for strings so '1' stays a string."""
     args: list[str] = []
     for name, value in params.items():
-        if isinstance(value, dict):  # a mapping goes as YAML
+        if isinstance(value, dict | list):  # a mapping or a list goes as YAML (JSON is YAML)
             args += ["-y", json.dumps({name: value})]
             continue
         args += ["-r" if isinstance(value, str) else "-p", name, "None" if value is None else str(value)]
@@ -63,19 +63,31 @@ def papermill_args(params: dict) -> list[str]:
 
 @pytest.fixture
 def papermill(tmp_path: Path):
-    """Run ``notebooks/<name>.ipynb`` with Papermill in ``tmp_path``; returns the CompletedProcess."""
+    """Run ``notebooks/<name>.ipynb`` with Papermill in ``tmp_path``; returns the CompletedProcess.
 
-    def run(name: str, params: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    ``root``: the repository whose notebooks run (default this one); ``cwd``: the working directory
+    (default ``tmp_path``); ``env``: more environment variables."""
+
+    def run(
+        name: str,
+        params: dict,
+        timeout: float = 300,
+        root: Path = ROOT,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
         out_nb = tmp_path / f"{name}.out.ipynb"
         cmd = [
             sys.executable,
             "-m",
             "papermill",
             "--no-progress-bar",
-            str(ROOT / "notebooks" / f"{name}.ipynb"),
+            str(root / "notebooks" / f"{name}.ipynb"),
         ]
         cmd += [str(out_nb), *papermill_args(params)]
-        env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+        environ = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"} | (env or {})
+        return subprocess.run(
+            cmd, cwd=cwd or tmp_path, env=environ, capture_output=True, text=True, timeout=timeout
+        )
 
     return run

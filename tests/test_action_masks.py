@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from collab.config import ConfigError, ExperimentConfig, PPOConfig, ppo_config_for
-from collab.envs import PopulationEnv, action_mask_table, envpool_ids
+from collab.envpool_backend import envpool_ids
+from collab.envs import PopulationEnv
 from collab.networks import log_prob_entropy
 from collab.ppo import MASKED_LOGIT, PopulationPPO
-from collab.spaces import check_experiment
+from collab.spaces import action_mask_table, check_experiment
 
 TAXI = "Taxi-v4"
 
@@ -145,8 +146,8 @@ def test_masked_rollout_and_update_stay_finite_and_deterministic():
         env = PopulationEnv(TAXI, 2, cfg.num_envs, seed=1, action_masks=True)
         agents = PopulationPPO(env.spec, cfg, [7, 8])
         for _ in range(3):
-            stats = agents.collect_and_update(env, np.full(2, 10**6))
-            assert all(np.isfinite(v).all() for v in stats.diagnostics.values())
+            agents.collect_and_update(env, np.full(2, 10**6))
+            assert torch.isfinite(agents.flat).all()
         env.close()
         return agents
 

@@ -69,8 +69,8 @@ def test_throughput_rejects_bad_overrides(items, message):
 
 def test_throughput_overrides_apply():
     tp = _load("throughput")
-    cfg = tp.ppo_config("Acrobot-v1", tp.parse_overrides(["num_envs=16", "anneal_lr=true"]))
-    assert cfg.num_envs == 16 and cfg.anneal_lr is True and cfg.gae_lambda == 0.94  # the rest: Acrobot's
+    cfg = tp.ppo_config("Acrobot-v1", tp.parse_overrides(["num_envs=16", "norm_reward=true"]))
+    assert cfg.num_envs == 16 and cfg.norm_reward is True and cfg.gae_lambda == 0.94  # the rest: Acrobot's
 
 
 def test_throughput_summarise_rates_and_ratios():

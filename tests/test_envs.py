@@ -6,18 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from collab.config import ENV_PPO, PAPER_ENVS, ConfigError, ppo_config_for
-from collab.envs import (
-    ENVPOOL_IDS,
-    ENVPOOL_TESTED,
-    EpisodeLimitError,
-    PopulationEnv,
-    check_env_id,
-    derive_seed,
-    envpool_ids,
-    resolve_backend,
-    time_limit,
-)
+from collab.config import ENV_PPO, ConfigError, ppo_config_for
+from collab.envpool_backend import ENVPOOL_IDS, ENVPOOL_TESTED, envpool_ids, resolve_backend
+from collab.envs import EpisodeLimitError, PopulationEnv, derive_seed
+from collab.paper import ENVS as PAPER_ENVS
+from collab.spaces import check_env_id, time_limit
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -139,7 +132,7 @@ def test_importing_envpool_leaves_the_plotting_backend_alone():
     import sys
 
     code = (
-        "import os; from collab import envs; envs.envpool_ids(); import matplotlib; "
+        "import os; from collab import envpool_backend; envpool_backend.envpool_ids(); import matplotlib; "
         "print(os.environ.get('MPLBACKEND'), matplotlib.get_backend())"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "MPLCONFIGDIR")}
@@ -150,19 +143,19 @@ def test_importing_envpool_leaves_the_plotting_backend_alone():
 def test_without_envpool_falls_back_to_gymnasium_and_says_so_once(monkeypatch):
     import sys
 
-    from collab import envs
+    from collab import envpool_backend as backend
 
     monkeypatch.setitem(sys.modules, "envpool", None)  # makes `import envpool` raise ImportError
-    envs.envpool_ids.cache_clear()
+    backend.envpool_ids.cache_clear()
     try:
         with pytest.warns(UserWarning, match="envpool is not installed") as record:
-            assert envs.resolve_backend("Acrobot-v1") == "gymnasium"
-            assert envs.resolve_backend("LunarLander-v3") == "gymnasium"
+            assert backend.resolve_backend("Acrobot-v1") == "gymnasium"
+            assert backend.resolve_backend("LunarLander-v3") == "gymnasium"
         assert len([w for w in record if "envpool" in str(w.message)]) == 1
         with pytest.raises(ConfigError, match="backend='envpool'"):
-            envs.resolve_backend("Acrobot-v1", "envpool")
+            backend.resolve_backend("Acrobot-v1", "envpool")
     finally:
-        envs.envpool_ids.cache_clear()
+        backend.envpool_ids.cache_clear()
 
 
 def test_envpool_worker_threads_do_not_change_results():

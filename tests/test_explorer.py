@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, papermill_args
+from conftest import ROOT, TINY
 
 from collab import ConfigError, ExperimentConfig, RunStopped, run_experiment
 from collab.explorer import Explorer, LiveRun, copy_matrix, run_summary, varying_columns
-from collab.plots import plot_learning_curves
 from collab.results import RESULT_FILES, is_complete_run
+from collab.run_plots import plot_learning_curves
 
 RUN = {**TINY, "n_agents": 3, "episodes_per_agent": 6}  # 3 rounds of 2 episodes per agent
 
@@ -186,24 +185,13 @@ def _repo_copy(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("cwd", ["notebooks", "."])
-def test_notebooks_from_any_folder_leave_git_status_clean(tmp_path, cwd):
+def test_notebooks_from_any_folder_leave_git_status_clean(papermill, tmp_path, cwd):
     """explore.ipynb and train.ipynb with their default out_dir, run from notebooks/ and from the
     repository root: the runs land in git-ignored folders and nothing else is written."""
     repo = _repo_copy(tmp_path)
     small = {**TINY, "n_agents": 2}
     for name, params in [("train", small), ("explore", {**small, "compare_independent": True})]:
-        out_nb = tmp_path / f"{name}.out.ipynb"
-        cmd = [
-            sys.executable,
-            "-m",
-            "papermill",
-            "--no-progress-bar",
-            f"{repo}/notebooks/{name}.ipynb",
-            str(out_nb),
-        ]
-        r = subprocess.run(
-            [*cmd, *papermill_args(params)], cwd=repo / cwd, capture_output=True, text=True, timeout=300
-        )
+        r = papermill(name, params, root=repo, cwd=repo / cwd)
         assert r.returncode == 0, r.stderr[-3000:]
     runs = repo / cwd / "runs"
     assert is_complete_run(runs / "train")

@@ -103,7 +103,7 @@ def test_package_metadata() -> None:
     import collab
 
     assert PYPROJECT["project"]["name"] == "collab"
-    assert PYPROJECT["tool"]["setuptools"]["packages"] == ["collab", "collab.analysis"]
+    assert PYPROJECT["tool"]["setuptools"]["packages"] == ["collab", "collab.analysis", "collab.strategies"]
     assert collab.__version__ == PYPROJECT["project"]["version"]
     markers = PYPROJECT["tool"]["pytest"]["ini_options"]["markers"]
     assert any(m.startswith("slow:") for m in markers)

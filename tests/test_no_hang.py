@@ -17,8 +17,10 @@ import torch
 
 import collab
 from collab import ConfigError, ExperimentConfig, NonFiniteError, PPOConfig, run_experiment
-from collab.envs import EpisodeLimitError, PopulationEnv, envpool_ids
-from collab.ppo import PopulationPPO, RolloutStats
+from collab.buffers import RolloutStats
+from collab.envpool_backend import envpool_ids
+from collab.envs import EpisodeLimitError, PopulationEnv
+from collab.ppo import PopulationPPO
 
 #: The learning-rate sweep's bad end: Pendulum with a huge step and no effective gradient clipping.
 DIVERGING = PPOConfig(learning_rate=1e6, max_grad_norm=1e9, norm_obs=True)
@@ -196,7 +198,7 @@ def test_training_rounds_are_bounded(monkeypatch, tmp_path):
     """Even if no episode were ever counted, a round stops after a bounded number of rollouts."""
 
     def counts_nothing(self: PopulationPPO, env: PopulationEnv, quota: np.ndarray) -> RolloutStats:
-        return RolloutStats([[] for _ in range(self.n)], np.zeros(self.n, dtype=np.int64), {})
+        return RolloutStats([[] for _ in range(self.n)], np.zeros(self.n, dtype=np.int64))
 
     monkeypatch.setattr(PopulationPPO, "collect_and_update", counts_nothing)
     out = tmp_path / "run"

@@ -41,7 +41,11 @@ OPTIONAL = [
     "pbt_quantile",
     "pbt_perturb",
     "reeval_episodes",
+    "reselect_top",
+    "reselect_episodes",
     "setup",
+    "settings",
+    "plugins",
     "ppo",
 ]
 
@@ -88,6 +92,10 @@ def test_help_notebook_lists_parameters(root: Path) -> None:
 
 
 def test_every_parameter_reaches_the_config(papermill, tmp_path: Path) -> None:
+    """Each parameter lands in config.json: the fields as they are, a strategy's settings (given as
+    parameters of their own, as earlier versions had them, or as the ``settings`` mapping) under
+    ``settings``. Two runs: collaborative training, then PBT (whose settings a collaborative run
+    refuses unless they hold their defaults)."""
     values = {
         "env_id": "Acrobot-v1",
         "strategy": "collaborative",
@@ -109,22 +117,50 @@ def test_every_parameter_reaches_the_config(papermill, tmp_path: Path) -> None:
         "rule": "sign_robust",
         "source_choice": "random",
         "stats_after_copy": "reset",
-        "reward_estimate": "last_round",
-        "pbt_quantile": 0.5,
-        "pbt_perturb": False,
+        "reward_estimate": None,
+        "pbt_quantile": None,
+        "pbt_perturb": None,
         "reeval_episodes": 2,
+        "reselect_top": 2,
+        "reselect_episodes": 1,
         "setup": "my_setup",
+        "settings": {"reward_estimate": "last_round"},
+        "plugins": None,
         "ppo": {"ent_coef": 0.02, "num_envs": 2},
     }
     assert set(values) == set(REQUIRED + OPTIONAL)
     r = papermill("train", values)
     assert r.returncode == 0, r.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
+    settings = {"rule": "sign_robust", "source_choice": "random", "stats_after_copy": "reset"}
+    assert config["settings"] == {**settings, "reward_estimate": "last_round"}
     for name, value in values.items():
+        if name in (*settings, "settings", "plugins", "reward_estimate", "pbt_quantile", "pbt_perturb"):
+            continue
         got = config[name]
         if name == "ppo":  # the resolved settings: the overrides over the environment's defaults
             got = {k: got[k] for k in value}
         assert got == value, f"{name}: notebook got {value!r}, config.json has {config[name]!r}"
+    pbt = {
+        **TINY,
+        "strategy": "pbt",
+        "pbt_quantile": 0.5,
+        "pbt_perturb": False,
+        "out_dir": str(tmp_path / "pbt"),
+    }
+    r = papermill("train", pbt)
+    assert r.returncode == 0, r.stderr[-3000:]
+    config = json.loads((tmp_path / "pbt" / "config.json").read_text())
+    assert config["settings"] == {"pbt_quantile": 0.5, "pbt_perturb": False}
+
+
+def test_another_strategys_setting_is_refused(papermill, tmp_path: Path) -> None:
+    """A setting the run's strategy does not have would be silently ignored: one clear error."""
+    out = tmp_path / "run"
+    r = papermill("train", {**TINY, "strategy": "independent", "rule": "sign_robust", "out_dir": str(out)})
+    assert r.returncode != 0
+    assert "settings=['rule'] are not allowed with strategy='independent'" in r.stdout + r.stderr
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("strategy", ["independent", "sequential", "collaborative"])

@@ -140,8 +140,9 @@ def test_paper_facts_are_plain_data() -> None:
 
 
 def test_config_is_pure_data_and_field_checks() -> None:
-    """collab.config imports, anywhere in the module (functions included), only the standard library
-    and collab.paper: the checks that need environments live with the code that runs them."""
+    """collab.config imports, anywhere in the module (functions included), only the standard library,
+    collab.paper and the strategy registry (which loads no torch, below): the checks that need
+    environments live with the code that runs them."""
     tree = ast.parse((PACKAGE / "config.py").read_text())
     names = {
         (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
@@ -150,7 +151,30 @@ def test_config_is_pure_data_and_field_checks() -> None:
         for alias in node.names
     }
     outside = {n for n in names if n.split(".")[0] not in set(sys.stdlib_module_names) | {"__future__"}}
-    assert outside <= {"collab.paper"}, outside
+    assert outside <= {"collab.paper", "collab.strategies"}, outside
+
+
+def test_the_strategy_registry_loads_without_torch_or_environments() -> None:
+    """collab.config and the analysis ask the registry; it and the built-in strategies load neither
+    torch nor an environment library."""
+    import subprocess
+
+    heavy = "('torch', 'gymnasium', 'envpool')"
+    code = f"import sys, collab.strategies; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_training_modules_that_mention_pbt() -> None:
+    """Population Based Training is one plug-in: outside the analysis and plotting code, only its
+    module and the registry that loads it name it."""
+    training = [
+        p
+        for p in PACKAGE.rglob("*.py")
+        if "analysis" not in p.parts and p.name not in ("plots.py", "run_plots.py")
+    ]
+    naming = sorted(str(p.relative_to(ROOT)) for p in training if "pbt" in p.read_text().lower())
+    assert naming == ["collab/strategies/__init__.py", "collab/strategies/pbt.py"]
 
 
 def test_every_subpackage_is_installed() -> None:

@@ -1,4 +1,5 @@
-"""Population Based Training (collab.pbt), the sharing options through a whole run, and named setups."""
+"""Population Based Training (collab.strategies.pbt), the sharing options through a whole run, named
+setups."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 import torch
 
 from collab import ConfigError, ExperimentConfig, run_experiment
-from collab.pbt import PERTURB_FACTORS, pbt_sources, perturb, quantile_size
-from collab.ppo import BatchedAdam
+from collab.optim import BatchedAdam
+from collab.strategies.pbt import PERTURB_FACTORS, pbt_sources, perturb, quantile_size
 
 TINY = {
     "env_id": "CartPole-v1",

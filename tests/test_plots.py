@@ -14,6 +14,7 @@ from synthetic import synthetic_results  # noqa: E402
 
 from collab import analysis as A  # noqa: E402
 from collab import plots as P  # noqa: E402
+from collab import run_plots as R  # noqa: E402
 from collab.results import SCHEMA  # noqa: E402
 
 
@@ -106,21 +107,21 @@ def test_aggregate_plot_draws_every_metric_and_baseline():
 
 def test_single_run_plots(data):
     run = data.curves.query("env_id == 'Acrobot-v1' and setup == 'collaborative_4' and seed == 0")
-    fig = P.plot_learning_curves(run)
+    fig = R.plot_learning_curves(run)
     assert len(fig.axes[0].lines) == 8  # 4 agents x (val, train)
     shares = data.sharing.query("env_id == 'Acrobot-v1' and setup == 'collaborative_4' and seed == 0")
-    fig = P.plot_share_timeline(shares)
+    fig = R.plot_share_timeline(shares)
     assert fig.axes[0].get_ylim() == (-0.5, 3.5)
     _, ax = plt.subplots()
-    assert P.plot_share_timeline(shares, n_agents=4, ax=ax) is ax.figure
+    assert R.plot_share_timeline(shares, n_agents=4, ax=ax) is ax.figure
 
 
 def test_share_timeline_empty_frame(tmp_path):
-    fig = P.plot_share_timeline(pd.DataFrame(columns=SCHEMA["sharing.csv"]), n_agents=2)
+    fig = R.plot_share_timeline(pd.DataFrame(columns=SCHEMA["sharing.csv"]), n_agents=2)
     assert "no parameter shares" in [t.get_text() for t in fig.axes[0].texts]
-    fig = P.plot_share_timeline(pd.DataFrame(columns=SCHEMA["sharing.csv"]))
+    fig = R.plot_share_timeline(pd.DataFrame(columns=SCHEMA["sharing.csv"]))
     P.save_figure(fig, "empty", tmp_path)
-    fig = P.plot_learning_curves(pd.DataFrame(columns=SCHEMA["curves.csv"]))
+    fig = R.plot_learning_curves(pd.DataFrame(columns=SCHEMA["curves.csv"]))
     assert isinstance(fig, Figure)
 
 

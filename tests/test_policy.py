@@ -20,7 +20,8 @@ import collab
 from collab import ConfigError, ExperimentConfig, run_experiment
 from collab.checkpoints import CheckpointError, checkpoint_bytes, load_agent, parse_checkpoint
 from collab.config import ppo_config_for
-from collab.envs import PopulationEnv, envpool_ids
+from collab.envpool_backend import envpool_ids
+from collab.envs import PopulationEnv
 from collab.numerics import NumericsError, fingerprint
 from collab.policy import evaluate_run, load_policy, record
 from collab.ppo import PopulationPPO

@@ -10,15 +10,12 @@ import torch
 from torch import nn
 
 from collab.config import PPOConfig
-from collab.envs import EnvSpec, EpisodeLimitError, PopulationEnv, derive_seed
-from collab.ppo import (
-    BatchedAdam,
-    NonFiniteError,
-    PopulationPPO,
-    RunningMeanStd,
-    evaluate,
-    gae,
-)
+from collab.envs import EpisodeLimitError, PopulationEnv, derive_seed
+from collab.nonfinite import NonFiniteError
+from collab.normalization import RunningMeanStd
+from collab.optim import BatchedAdam
+from collab.ppo import PopulationPPO, evaluate, gae
+from collab.spaces import EnvSpec
 
 G, L = 0.9, 0.8
 

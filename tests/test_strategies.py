@@ -206,8 +206,8 @@ def test_committed_runs_reproduce(cell, tmp_path):
 def test_parse_overrides_values_and_errors():
     from collab.config import parse_overrides
 
-    got = parse_overrides(["ppo.num_envs=16", "ppo.anneal_lr=TRUE", "ppo.clip_coef=0.1"], prefix="ppo.")
-    assert got == {"num_envs": 16, "anneal_lr": True, "clip_coef": 0.1}
+    got = parse_overrides(["ppo.num_envs=16", "ppo.norm_obs=TRUE", "ppo.clip_coef=0.1"], prefix="ppo.")
+    assert got == {"num_envs": 16, "norm_obs": True, "clip_coef": 0.1}
     for bad in (["num_envs=16"], ["ppo.=3"], ["ppo.num_envs"]):  # no prefix, no field, no value
         with pytest.raises(ConfigError, match=r"override=.* is not allowed: ppo\.FIELD=VALUE"):
             parse_overrides(bad, prefix="ppo.")

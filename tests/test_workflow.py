@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collab.config import PAPER_ENVS, ConfigError
+from collab.config import ConfigError
+from collab.paper import ENVS as PAPER_ENVS
 from collab.results import RESULT_FILES, is_complete_run, read_csv_checked
 
 ROOT = Path(__file__).resolve().parent.parent

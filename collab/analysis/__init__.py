@@ -106,7 +106,6 @@ from collab.analysis.selectivity import (
     selectivity,
 )
 from collab.analysis.setups import (
-    SHARING_STRATEGIES,
     default_order,
     matched_baselines,
     merge_setups,
@@ -118,6 +117,7 @@ from collab.analysis.setups import (
     setups_from_frames,
     sharing_setups,
     sharing_setups_in,
+    sharing_strategy,
 )
 from collab.analysis.stats import (
     BOOT_SEED,
@@ -293,7 +293,7 @@ __all__ = [
     "POWER_COLUMNS",
     "save_selectivity",
     "selectivity",
-    "SHARING_STRATEGIES",
+    "sharing_strategy",
     "default_order",
     "matched_baselines",
     "merge_setups",

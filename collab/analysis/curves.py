@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from collab.analysis.io import RUN_KEYS, check_columns, paper_order
-from collab.analysis.setups import SHARING_STRATEGIES, setup_order
+from collab.analysis.setups import setup_order, sharing_strategies
 from collab.analysis.stats import CONFIDENCE, bootstrap_ci, mean_ci, pair_spread, t_halfwidth
 from collab.analysis.tables import per_seed_final
 from collab.paper import CONVERGENCE_FRACTION, ENVS
@@ -309,7 +309,7 @@ def share_counts(
     sharing: pd.DataFrame, final: pd.DataFrame | None = None, setups: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Shares per run, per env_id and setup: mean over seeds, min and max (runs of a sharing strategy,
-    ``SHARING_STRATEGIES``, without shares count 0 when ``final`` lists them), and ``mean_sources``:
+    a sharing strategy, without shares count 0 when ``final`` lists them), and ``mean_sources``:
     the distinct agents copied from per run (mean over seeds; 1 = the same agent was the source of
     every share of the run)."""
     check_columns(sharing, "sharing.csv")
@@ -317,7 +317,9 @@ def share_counts(
     per_run = pd.concat([g_run.size().rename("shares"), g_run["source"].nunique().rename("sources")], axis=1)
     per_run = per_run.reset_index()
     if final is not None:
-        runs = final.loc[final["strategy"].isin(SHARING_STRATEGIES), RUN_KEYS].drop_duplicates()
+        runs = final.loc[
+            final["strategy"].isin(sharing_strategies(final["strategy"])), RUN_KEYS
+        ].drop_duplicates()
         per_run = runs.merge(per_run, on=RUN_KEYS, how="left").fillna({"shares": 0, "sources": 0})
     cols = ["env_id", "setup", "n_runs", "mean_shares", "min_shares", "max_shares", "mean_sources"]
     if per_run.empty:

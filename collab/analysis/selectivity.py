@@ -1,7 +1,7 @@
 """Selectivity of sharing: how often a sharing setup copies, from how many sources, and by how much
 the source led the agent it replaced.
 
-Per run of a sharing strategy (``SHARING_STRATEGIES``: collaborative training and PBT), from
+Per run of a strategy that copies parameters (:func:`collab.analysis.setups.sharing_strategy`), from
 ``sharing.csv`` (one row per share: ``source`` copied into ``target`` at the end of a round, with both
 agents' recent mean training returns ``mean_source`` and ``mean_target`` at that moment) and
 ``curves.csv`` (the run's validation rounds, each one occasion to share):
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from collab.analysis.io import RUN_KEYS, check_columns, paper_order
-from collab.analysis.setups import SHARING_STRATEGIES
+from collab.analysis.setups import sharing_strategies
 from collab.analysis.stats import CONFIDENCE, mean_ci
 from collab.results import atomic_write_csv, atomic_write_text, markdown_table
 
@@ -51,13 +51,15 @@ def _median_rel_gap(g: pd.DataFrame) -> float:
 def run_selectivity(sharing: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """Per run of a sharing strategy: n_agents, rounds, shares and the measures of the module docstring.
 
-    The runs are those of ``curves`` (and ``sharing``) whose strategy is in ``SHARING_STRATEGIES``;
+    The runs are those of ``curves`` (and ``sharing``) whose strategy shares (``sharing_strategy``);
     rounds = the run's last validation round in ``curves`` (NaN where ``curves`` lacks the run).
     """
     check_columns(sharing, "sharing.csv")
     check_columns(curves, "curves.csv")
-    share_runs = sharing.loc[sharing["strategy"].isin(SHARING_STRATEGIES), [*RUN_KEYS, "n_agents"]]
-    sc = curves[curves["strategy"].isin(SHARING_STRATEGIES)]
+    share_runs = sharing.loc[
+        sharing["strategy"].isin(sharing_strategies(sharing["strategy"])), [*RUN_KEYS, "n_agents"]
+    ]
+    sc = curves[curves["strategy"].isin(sharing_strategies(curves["strategy"]))]
     rounds = sc.groupby(RUN_KEYS, sort=False).agg(n_agents=("n_agents", "first"), rounds=("round", "max"))
     runs = pd.concat([rounds.reset_index()[[*RUN_KEYS, "n_agents"]], share_runs]).drop_duplicates(RUN_KEYS)
     runs = runs.merge(rounds["rounds"].reset_index(), on=RUN_KEYS, how="left")

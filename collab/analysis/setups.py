@@ -8,9 +8,10 @@ strategy, n_agents), ordered by :func:`default_order`: the paper's five in the p
 present, then the others in order of first appearance. Every table and figure is ordered by
 :func:`setup_order`; the paper's facts (its Table 1, its claims) apply to its five setups by name.
 
-Sharing setups are those whose strategy copies agents' parameters (``SHARING_STRATEGIES``:
-collaborative, pbt). A setup's *matched-compute baseline* is the independent setup with the same
-number of agents (:func:`matched_baselines`): its agents train the same episodes in total.
+Sharing setups are those whose strategy copies agents' parameters (:func:`sharing_strategy`: the
+registry says so, :mod:`collab.strategies`). A setup's *matched-compute baseline* is the setup of the
+independent role (:func:`collab.strategies.role`) with the same number of agents
+(:func:`matched_baselines`): its agents train the same episodes in total.
 """
 
 from __future__ import annotations
@@ -21,11 +22,24 @@ from typing import Any
 import pandas as pd
 
 from collab.paper import SETUP_LABELS, SETUPS
+from collab.strategies import role, shares
 
-#: Strategies whose agents copy other agents' parameters (collaborative training and PBT).
-SHARING_STRATEGIES: tuple[str, ...] = ("collaborative", "pbt")
-#: The strategy of an independent baseline.
-INDEPENDENT = "independent"
+
+def sharing_strategy(strategy: Any) -> bool:
+    """Whether ``strategy`` (a name) copies parameters between agents, as its plug-in declares."""
+    return isinstance(strategy, str) and shares(strategy)
+
+
+def independent_strategy(strategy: Any) -> bool:
+    """Whether ``strategy`` is a matched-compute baseline (the role of independent training)."""
+    return isinstance(strategy, str) and role(strategy) == "independent"
+
+
+def sharing_strategies(names: Iterable[Any]) -> list[str]:
+    """Those of ``names`` that share (for ``isin`` on a frame's ``strategy`` column)."""
+    return [n for n in dict.fromkeys(names) if sharing_strategy(n)]
+
+
 #: The paper's setting, the second reference every setup is compared with.
 PAPER_SETTING = "collaborative_8"
 
@@ -99,15 +113,15 @@ def setup_names(setups: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def sharing_setups(setups: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The names of the setups whose strategy shares parameters (``SHARING_STRATEGIES``), in order."""
-    return [str(s["name"]) for s in setups if s.get("strategy") in SHARING_STRATEGIES]
+    """The names of the setups whose strategy shares parameters (:func:`sharing_strategy`), in order."""
+    return [str(s["name"]) for s in setups if sharing_strategy(s.get("strategy"))]
 
 
 def sharing_setups_in(df: pd.DataFrame, setups: Sequence[str] | None = None) -> list[str]:
     """The setups of a frame with a ``strategy`` column whose strategy shares parameters, in order."""
     if df.empty or "strategy" not in df.columns:
         return []
-    found = df.loc[df["strategy"].isin(SHARING_STRATEGIES), "setup"]
+    found = df.loc[df["strategy"].isin(sharing_strategies(df["strategy"])), "setup"]
     return present_setups(pd.DataFrame({"setup": found}), setups)
 
 
@@ -116,10 +130,10 @@ def matched_baselines(setups: Sequence[Mapping[str, Any]]) -> dict[str, str | No
 
     Its agents train as many episodes in total as the setup's (sequential: one agent, n x k episodes).
     """
-    indep = [s for s in setups if s.get("strategy") == INDEPENDENT]
+    indep = [s for s in setups if independent_strategy(s.get("strategy"))]
     out: dict[str, str | None] = {}
     for s in setups:
-        if s.get("strategy") == INDEPENDENT:
+        if independent_strategy(s.get("strategy")):
             continue
         n = s.get("n_agents")
         same = [b["name"] for b in indep if n is not None and b.get("n_agents") == n]

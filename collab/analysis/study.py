@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from collab.analysis.aggregate import baseline_pairs
-from collab.analysis.setups import PAPER_SETTING
+from collab.analysis.setups import PAPER_SETTING, sharing_strategy
 from collab.analysis.stats import CONFIDENCE, holm, seed_values, seeds_to_decide, welch_test
 from collab.analysis.tables import per_seed_final, population_per_run, present_envs
+from collab.strategies import role
 
 #: The two measures of a run the verdicts compare.
 MEASURES = ("selected", "population")
@@ -47,13 +48,18 @@ def study_pairs(
     setups: Sequence[Mapping[str, Any]], reference: str | None = PAPER_SETTING
 ) -> list[tuple[str, str, str]]:
     """:func:`collab.analysis.aggregate.baseline_pairs` (matched compute, then ``vs <reference>``),
-    then every collaborative setup against the first PBT setup (``vs <pbt>``), where there is one;
-    a pair already listed the other way round is left out."""
+    then every other sharing setup against the first setup whose strategy has the role
+    ``sharing_baseline`` (PBT; ``vs <it>``), where there is one; a pair already listed the other way
+    round is left out."""
     pairs = baseline_pairs(setups, reference)
-    pbt = [str(s["name"]) for s in setups if s.get("strategy") == "pbt"]
-    if pbt:
-        collaborative = [str(s["name"]) for s in setups if s.get("strategy") == "collaborative"]
-        pairs += [(f"vs {pbt[0]}", name, pbt[0]) for name in collaborative]
+    baselines = [str(s["name"]) for s in setups if role(str(s.get("strategy"))) == "sharing_baseline"]
+    if baselines:
+        methods = [
+            str(s["name"])
+            for s in setups
+            if sharing_strategy(s.get("strategy")) and str(s["name"]) not in baselines
+        ]
+        pairs += [(f"vs {baselines[0]}", name, baselines[0]) for name in methods]
     out: list[tuple[str, str, str]] = []
     seen: set[frozenset[str]] = set()
     for comparison, setup, base in pairs:  # a pair compared once, in its first direction

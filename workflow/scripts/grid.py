@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 import re
 import shlex
@@ -41,16 +42,30 @@ BUDGET_KEYS = (
 TRAIN_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train.ipynb"
 #: ... and the cluster resources of its jobs (ignored by local runs).
 RESOURCE_KEYS = ("runtime_min", "mem_mb")
-#: Keys a named setup may set: ExperimentConfig fields that are train-notebook parameters, except
-#: those the grid sets itself.
-SETUP_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"env_id", "seed", "out_dir", "setup"}
+
+
+def setup_keys() -> set[str]:
+    """Keys a named setup may set: ExperimentConfig fields, and the settings of the registered
+    strategies (as keywords of their own, or as one ``settings`` mapping), except those the grid sets
+    itself."""
+    from collab.strategies import get_strategy, strategy_names
+
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    settings = {f.name for name in strategy_names() for f in dataclasses.fields(get_strategy(name).Settings)}
+    return (fields | settings) - {"env_id", "seed", "out_dir", "setup"}
+
+
 #: ``agent_gifs``: after the grid, GIFs of selected agents in ``figures/<profile>/agents/``: ``true``,
 #: each environment's first run (``<env>.gif``); ``best_worst``, the runs whose selected agent scored
 #: highest and lowest in the final evaluation (``<env>_best.gif``, ``<env>_worst.gif``).
 #: ``agent_gif_envs``: the environments that get them (default: all; a run folder needs its checkpoints).
 #: ``only_envs``: run and analyse only these of the config's environments (a list, or one id, or ids
 #: separated by commas or spaces): ``snakemake ... --config only_envs=Acrobot-v1,Pendulum-v1``.
-TOP_KEYS = ("profile", "seeds", "setups", "defaults", "envs", "agent_gifs", "agent_gif_envs", "only_envs")
+#: ``plugins``: modules (on PYTHONPATH) imported before the grid is checked and in every run, which
+#: register strategies of one's own (:mod:`collab.strategies`).
+TOP_KEYS = (
+    "profile", "seeds", "setups", "defaults", "envs", "agent_gifs", "agent_gif_envs", "only_envs", "plugins",
+)  # fmt: skip
 PAPER_SETUPS = (
     ("independent", 8),
     ("sequential", 8),
@@ -75,6 +90,7 @@ class Cell:
     seed: int
     params: dict[str, Any]
     resources: dict[str, int]
+    plugins: list[str] = field(default_factory=list)
 
     def papermill_args(self, out_dir: str) -> str:
         """``-p NAME VALUE`` options (``-r`` for strings) for this cell's train notebook run."""
@@ -86,9 +102,11 @@ class Cell:
             **self.params,
             "out_dir": out_dir,
         }
+        if self.plugins:
+            values["plugins"] = self.plugins
         args = []
         for name, value in values.items():
-            if isinstance(value, dict):  # a mapping (ppo overrides) goes as YAML
+            if isinstance(value, dict | list):  # a mapping (ppo, settings) or a list (plugins) goes as YAML
                 args += ["-y", yaml.safe_dump({name: value}, default_flow_style=True).strip()]
                 continue
             flag = "-r" if isinstance(value, str) else "-p"
@@ -145,7 +163,7 @@ def _load_setups(raw: Any) -> dict[str, dict[str, Any]]:
         raise _bad(
             "setups", raw, "a non-empty mapping of name -> fields, or a list of {strategy, n_agents} mappings"
         )
-    allowed = sorted(SETUP_KEYS & train_parameters())
+    allowed = sorted(setup_keys() & train_parameters())
     setups: dict[str, dict[str, Any]] = {}
     for name, fields in raw.items():
         if not isinstance(name, str) or not re.fullmatch(SETUP_NAME, name):
@@ -214,6 +232,14 @@ def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
     ):
         raise _bad("seeds", seeds, "a non-empty list of distinct integers >= 0")
 
+    plugins = config.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(m, str) and m for m in plugins):
+        raise _bad("plugins", plugins, "a list of module names (each registers strategies when imported)")
+    for module in plugins:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise _bad("plugins", module, f"an importable module ({err})") from None
     setups = _load_setups(config.get("setups"))
 
     defaults = config.get("defaults") or {}
@@ -253,7 +279,7 @@ def _load_grid(config: dict[str, Any], check_env: bool) -> Grid:
                 extra["setup"] = setup
             strategy, n_agents = fields["strategy"], fields["n_agents"]
             for seed in seeds:
-                cell = Cell(env_id, setup, strategy, n_agents, seed, {**params, **extra}, resources)
+                cell = Cell(env_id, setup, strategy, n_agents, seed, {**params, **extra}, resources, plugins)
                 cfg = ExperimentConfig(
                     env_id=env_id, strategy=strategy, n_agents=n_agents, seed=seed, **{**params, **extra}
                 )

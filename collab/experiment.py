@@ -1,8 +1,6 @@
-"""The training strategies (paper section 4.2, and PBT as a baseline) and the experiment entry point.
-
-* **independent**: n agents, k episodes each, no sharing.
-* **sequential**: one agent, n*k episodes.
-* **collaborative**: n agents, k episodes each, UCB sharing (eq. 1-2) at the end of every round.
+"""The experiment runner: rounds, validation, selection, the final evaluation, the agents' checkpoints
+and the result files, for any registered strategy (:mod:`collab.strategies`), which it knows only
+through the registry: the strategy's budget rule, and its decision at the end of every round.
 
 Budget unit: a *training episode* of an agent, counted when it ends while the agent is learning.
 Round r ends when every agent has completed at least ``min(r * validate_every, budget)`` episodes;
@@ -14,7 +12,8 @@ learned from nor counted (see :meth:`collab.ppo.PopulationPPO.collect_and_update
 
 At the end of every round each agent is validated on ``val_episodes`` episodes (greedy/mean
 action) of environments seeded apart from training (the same episodes for every agent and round);
-then, for the collaborative strategy only, agents share. Selection, identical for all strategies:
+then the strategy decides (who copies whom, new hyperparameters), the runner applies the decision
+and, with ``on_round``, reports the round. Selection, identical for all strategies:
 the checkpoint (agent, round) with the highest validation return over the whole run (ties: the
 earliest); with ``reselect_top`` = k, the best of the k best on ``reselect_episodes`` fresh episodes
 (``reselection.csv``). The selected policy is evaluated on ``eval_episodes`` episodes seeded apart.
@@ -22,7 +21,6 @@ earliest); with ``reselect_top`` = k, the best of the k best on ``reselect_episo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import time
@@ -30,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,21 +39,22 @@ from collab import numerics
 from collab.checkpoints import run_checkpoints
 from collab.config import ConfigError, ExperimentConfig
 from collab.envs import PopulationEnv, derive_seed
-from collab.pbt import pbt_sources, perturb
+from collab.nonfinite import NonFiniteError
 from collab.policy import reevaluate
-from collab.ppo import NonFiniteError, PopulationPPO, evaluate
+from collab.ppo import PopulationPPO, evaluate
 from collab.results import (
     OPTIONAL_SCHEMA,
     RUN_METADATA_KEYS,
     SCHEMA,
+    final_rows,
     frame,
     is_complete_run,
     read_csv_checked,
-    setup_name,
+    run_keys,
     write_run,
 )
-from collab.sharing import ShareEvent, UCBSharer
 from collab.spaces import check_experiment
+from collab.strategies import Decision, RoundInfo, get_strategy, resolve_settings
 
 
 @dataclass
@@ -188,41 +188,6 @@ def _located(
         raise
 
 
-class _PBT:
-    """Population Based Training's per-agent hyperparameters and its round-end step (:mod:`collab.pbt`)."""
-
-    def __init__(self, cfg: ExperimentConfig, n: int, lr: float, ent_coef: float) -> None:
-        self.cfg = cfg
-        self.lr = np.full(n, lr)
-        self.ent_coef = np.full(n, ent_coef)
-        self.rng = np.random.default_rng(derive_seed(cfg.seed, "pbt"))
-        self.log: list[ShareEvent] = []
-
-    def hyperparameters(self) -> list[dict[str, float]]:
-        """Each agent's learning rate and entropy coefficient (curves.csv columns ``lr``, ``ent_coef``)."""
-        return [{"lr": float(a), "ent_coef": float(b)} for a, b in zip(self.lr, self.ent_coef, strict=True)]
-
-    def round(self, agents: PopulationPPO, rnd: int, episode: int, returns: list[list[float]]) -> np.ndarray:
-        """Exploit (bottom quantile copies a random top agent: weights and hyperparameters), then
-        explore (perturb the copiers' hyperparameters); logs every copy. Returns the sources."""
-        scores = np.array([np.mean(r) if r else np.nan for r in returns])
-        src = pbt_sources(scores, self.cfg.pbt_quantile, self.rng)
-        targets = np.flatnonzero(src != np.arange(len(src)))
-        if targets.size == 0:
-            return src
-        agents.copy_agents(src)
-        self.lr, self.ent_coef = self.lr[src], self.ent_coef[src]
-        if self.cfg.pbt_perturb:
-            self.lr = perturb(self.lr, targets, self.rng)
-            self.ent_coef = perturb(self.ent_coef, targets, self.rng)
-        agents.lr = torch.as_tensor(self.lr, dtype=torch.float32)
-        agents.ent_coef = torch.as_tensor(self.ent_coef, dtype=torch.float32)
-        for j in targets:
-            i = int(src[j])
-            self.log.append(ShareEvent(rnd, episode, i, int(j), np.nan, np.nan, scores[i], scores[j]))
-        return src
-
-
 def _rollout_bound(left: np.ndarray, env: PopulationEnv, num_steps: int) -> int:
     """Most rollouts a round can take: each environment of a learning agent ends (and counts) an
     episode at least every ``max_decisions + 1`` steps, so a round is never open-ended."""
@@ -277,8 +242,8 @@ def _train(
         run.rnd += 1
         round_returns = run.train_round()
         val = run.validate()
-        shared = len(run.events())
-        src, hyper = run.share(round_returns)
+        shared = len(run.events)
+        src, hyper = run.share(round_returns, val)
         run.record_round(round_returns, val, src, hyper)
         if on_round is not None and on_round(run.report(val, shared)):
             run.bar.close()
@@ -295,16 +260,10 @@ class _Run:
     def __init__(self, cfg: ExperimentConfig, progress: bool, write: bool) -> None:
         assert cfg.ppo is not None
         self.cfg, self.ppo_cfg, self.write = cfg, cfg.ppo, write
-        sequential = cfg.strategy == "sequential"
-        self.n = n = 1 if sequential else cfg.n_agents
-        self.budget = cfg.episodes_per_agent * (cfg.n_agents if sequential else 1)
-        self.keys = {
-            "env_id": cfg.env_id,
-            "strategy": cfg.strategy,
-            "n_agents": cfg.n_agents,
-            "seed": cfg.seed,
-            "setup": cfg.setup or setup_name(cfg.strategy, cfg.n_agents),
-        }
+        kind = get_strategy(cfg.strategy)
+        self.n = n = kind.population(cfg)
+        self.budget = kind.budget(cfg)
+        self.keys = run_keys(cfg)
         self.env_kw = {
             "backend": cfg.backend,
             "max_episode_steps": cfg.max_episode_steps,
@@ -315,17 +274,15 @@ class _Run:
         )
         seeds = [derive_seed(cfg.seed, "agent", a) for a in range(n)]
         self.agents = PopulationPPO(self.env.spec, self.ppo_cfg, seeds, cfg.device)
-        self.sharer = (
-            UCBSharer(
-                n, cfg.c, cfg.lam, cfg.rule, cfg.source_choice, cfg.stats_after_copy, cfg.reward_estimate,
-                seed=derive_seed(cfg.seed, "sharing"),
-            )
-            if cfg.strategy == "collaborative"
-            else None
-        )  # fmt: skip
-        self.pbt = (
-            _PBT(cfg, n, self.ppo_cfg.learning_rate, self.ppo_cfg.ent_coef) if cfg.strategy == "pbt" else None
+        self.strategy = kind(
+            cfg,
+            resolve_settings(cfg.strategy, cfg.settings),
+            n,
+            {"lr": self.ppo_cfg.learning_rate, "ent_coef": self.ppo_cfg.ent_coef},
+            derive_seed(cfg.seed, kind.seed_label or kind.name),
         )
+        #: every copy so far: the sharing.csv rows without the run's keys
+        self.events: list[dict[str, Any]] = []
         self.curves: list[dict] = []
         self.episodes = np.zeros(n, dtype=np.int64)
         self.env_steps = np.zeros(n, dtype=np.int64)
@@ -354,7 +311,6 @@ class _Run:
         left = np.maximum(min(self.rnd * cfg.validate_every, self.budget) - self.episodes, 0)
         round_returns: list[list[float]] = [[] for _ in range(self.n)]
         max_rollouts, rollouts = _rollout_bound(left, env, self.ppo_cfg.num_steps), 0
-        base_lr = self.pbt.lr if self.pbt else np.full(self.n, self.ppo_cfg.learning_rate)
         while left.max() > 0:
             rollouts += 1
             if rollouts > max_rollouts:  # cannot happen while episodes end within their time limit
@@ -364,9 +320,6 @@ class _Run:
                     f"{max_rollouts} rollouts, more than episodes of at most {env.max_episode_steps} "
                     "steps allow (a bug in collab)"
                 )
-            if self.ppo_cfg.anneal_lr:
-                frac = np.clip(1.0 - self.episodes / self.budget, 0.0, 1.0)
-                agents.lr = torch.as_tensor(base_lr * frac, dtype=torch.float32)
             with self.located("training", (env,)):
                 stats = agents.collect_and_update(env, left)
             got = np.array([len(r) for r in stats.episode_returns])
@@ -423,28 +376,25 @@ class _Run:
             for i, c in enumerate(self.top)
         ]  # fmt: skip
 
-    def share(self, round_returns: list[list[float]]) -> tuple[np.ndarray, list[dict[str, float]]]:
-        """The round's copies (UCB sharing or PBT): each agent's source, and the hyperparameters the
-        round trained with (PBT only)."""
-        n = self.n
-        src = np.arange(n)
-        hyper = self.pbt.hyperparameters() if self.pbt else [{}] * n
-        if self.pbt:
-            src = self.pbt.round(self.agents, self.rnd, int(self.episodes.min()), round_returns)
-        if self.sharer is not None:
-            self.sharer.record_round(round_returns)
-            src = self.sharer.decide(int(self.episodes.min()))
-            if (src != np.arange(n)).any():
-                self.agents.copy_agents(src)
-        return src, hyper
-
-    def events(self) -> list[ShareEvent]:
-        """Every copy so far (UCB shares, PBT exploits)."""
-        return (self.sharer.log if self.sharer else []) + (self.pbt.log if self.pbt else [])
+    def share(
+        self, round_returns: list[list[float]], val: np.ndarray
+    ) -> tuple[np.ndarray, list[dict[str, float]]]:
+        """The strategy's decision for this round, applied: each agent's source, and the extra
+        curves.csv columns of the round that trained (e.g. the hyperparameters it trained with)."""
+        columns = self.strategy.curve_columns()
+        info = RoundInfo(self.rnd, int(self.episodes.min()), round_returns, val)
+        decision: Decision = self.strategy.decide(info)
+        if decision.copies():
+            self.agents.copy_agents(decision.sources)
+        if decision.hyperparameters:
+            self.agents.set_hyperparameters(**decision.hyperparameters)
+        self.events.extend(decision.events)
+        return np.asarray(decision.sources), columns
 
     def sharing_frame(self, start: int = 0) -> pd.DataFrame:
         """``sharing.csv`` rows of the copies from the ``start``-th on."""
-        return frame("sharing.csv", [{**self.keys, **dataclasses.asdict(e)} for e in self.events()[start:]])
+        rows = [{**self.keys, **e} for e in self.events[start:]]
+        return frame("sharing.csv", rows, extra=self.strategy.score_columns)
 
     def report(self, val: np.ndarray, shared_before: int) -> RoundReport:
         """The round that just ended, for ``on_round``."""
@@ -493,17 +443,7 @@ class _Run:
         with self.located("final evaluation", (eval_env,)):
             returns = evaluate(chosen, eval_env)[0]
         eval_env.close()
-        final = [
-            {
-                **self.keys,
-                "selected_agent": best[1],
-                "selected_round": best[2],
-                "selected_val_return": best[0],
-                "eval_episode": i,
-                "return": float(r),
-            }
-            for i, r in enumerate(returns)
-        ]
+        final = final_rows(self.keys, best[1], best[2], best[0], returns)
         return chosen, final
 
     def finish(self, val: np.ndarray, src: np.ndarray) -> RunResult:

@@ -1,10 +1,8 @@
-"""What a rollout of the population records, and what PPO learns from it: buffers laid out
-``[T, n, m, ...]`` (steps, agents, environments per agent), running normalisation statistics,
-reward scaling and generalised advantage estimation.
+"""What a rollout of the population records: buffers laid out ``[T, n, m, ...]`` (steps, agents,
+environments per agent), as Stable-Baselines3's ``RolloutBuffer`` keeps them apart from the algorithm.
 
-The loop that steps the environments under the agents' policies is ``PopulationPPO._rollout``
-(:meth:`collab.ppo.PopulationPPO.collect_and_update` runs it, then the update); this module holds the
-pieces that do not need the networks.
+The loop that fills them is ``PopulationPPO._rollout`` (:mod:`collab.ppo`, which reads top to
+bottom as one PPO iteration: rollout, reward scaling, GAE, update).
 """
 
 from __future__ import annotations
@@ -14,93 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from collab import numerics
-
-
-class RunningMeanStd:
-    """Per-agent running mean/variance (parallel algorithm, as SB3's RunningMeanStd), shape [n, *shape]."""
-
-    def __init__(self, n: int, shape: tuple[int, ...] = ()) -> None:
-        self.mean = torch.zeros(n, *shape, dtype=torch.float64)
-        self.var = torch.ones(n, *shape, dtype=torch.float64)
-        self.count = torch.full((n,), 1e-4, dtype=torch.float64)
-
-    def update(self, x: torch.Tensor, mask: torch.Tensor) -> None:
-        """x: [n, B, *shape]; mask: [n, B] bool — only masked-in samples count."""
-        w = mask.to(torch.float64)
-        extra = x.dim() - 2
-        wv = w.view(*w.shape, *([1] * extra))
-        cnt = w.sum(1)  # [n]
-        c = cnt.clamp(min=1).view(-1, *([1] * extra))
-        xd = x.to(torch.float64)
-        bmean = (xd * wv).sum(1) / c
-        bvar = (((xd - bmean.unsqueeze(1)) ** 2) * wv).sum(1) / c
-        tot = self.count + cnt
-        cv = cnt.view(-1, *([1] * extra))
-        sc = self.count.view(-1, *([1] * extra))
-        tv = tot.view(-1, *([1] * extra))
-        delta = bmean - self.mean
-        new_mean = self.mean + delta * cv / tv
-        m2 = self.var * sc + bvar * cv + delta**2 * sc * cv / tv
-        has = (cnt > 0).view(-1, *([1] * extra))
-        self.mean = torch.where(has, new_mean, self.mean)
-        self.var = torch.where(has, m2 / tv, self.var)
-        self.count = torch.where(cnt > 0, tot, self.count)
-
 
 def per_agent(x: torch.Tensor) -> torch.Tensor:
     """``[T, n, m, ...]`` -> ``[n, T*m, ...]``: each agent's samples in one row."""
     T, n, m = x.shape[:3]
     return x.transpose(0, 1).reshape(n, T * m, *x.shape[3:])
-
-
-def gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    next_values: torch.Tensor,
-    terminated: torch.Tensor,
-    cont: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over the leading time axis; returns (advantages, returns).
-
-    ``next_values[t]`` is V of the observation returned by step t. Bootstrapping stops only on
-    ``terminated[t]`` (a true end); a truncated episode bootstraps from its final observation.
-    ``cont[t]`` is 1 when A_t continues into A_{t+1}: step t did not end an episode and step t+1
-    is a valid transition of the same agent.
-    """
-    deltas = rewards + gamma * next_values * (1.0 - terminated) - values
-    coef = gamma * lam * cont  # (gamma * lam) * cont[t], as in the textbook recursion below
-    d, c = deltas.unbind(0), coef.unbind(0)
-    last = torch.zeros_like(values[0])
-    out = []
-    for t in range(values.shape[0] - 1, -1, -1):
-        last = d[t] + c[t] * last  # A_t = delta_t + gamma * lam * cont_t * A_{t+1}
-        out.append(last)
-    adv = torch.stack(out[::-1]) if out else torch.zeros_like(values)
-    return adv, adv + values
-
-
-def scale_rewards(
-    rewards: torch.Tensor,
-    done: torch.Tensor,
-    valid: torch.Tensor,
-    acc: torch.Tensor,
-    rms: RunningMeanStd,
-    gamma: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale rewards ``[T, n, m]`` by each agent's running std of the discounted return (SB3's
-    VecNormalize); ``acc`` [n, m] is the discounted return running in every environment, which
-    ``done`` resets. Updates ``rms`` with the valid steps; returns (scaled rewards, new ``acc``)."""
-    rets = torch.zeros(rewards.shape, dtype=torch.float64)
-    for t in range(rewards.shape[0]):
-        acc = acc * gamma + rewards[t].double()
-        rets[t] = acc
-        acc = acc * (1.0 - done[t].double())
-    rms.update(per_agent(rets), per_agent(valid))
-    std = numerics.sqrt(rms.var.float() + 1e-8).view(1, -1, 1)
-    return (rewards / std).clamp(-10.0, 10.0), acc
 
 
 @dataclass
@@ -223,27 +139,9 @@ class RolloutBuffer:
         )
 
 
-def advantages(
-    ro: Rollout, rewards: torch.Tensor, gamma: float, lam: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE advantages and returns of a rollout with (possibly scaled) ``rewards``.
-
-    A step's advantage continues into the next step when the step did not end an episode and the
-    next step is valid; after the last step, when the agent is still learning and its environment
-    did not just end an episode (the next rollout continues it).
-    """
-    n, m = ro.was_done.shape
-    next_values = torch.cat([ro.values[1:], ro.last_value.unsqueeze(0)], dim=0)
-    goes_on = ro.active.view(1, n, 1).expand(1, n, m) & ~ro.was_done.unsqueeze(0)
-    next_valid = torch.cat([ro.valid[1:], goes_on])
-    cont = (1.0 - ro.done) * next_valid.float()
-    return gae(rewards, ro.values, next_values, ro.terminated, cont, gamma, lam)
-
-
 @dataclass
 class RolloutStats:
     """What one rollout of the population produced, per agent."""
 
     episode_returns: list[list[float]]  # counted training episodes' returns, per agent
     steps: np.ndarray  # [n] valid (learned-from) agent steps
-    diagnostics: dict[str, np.ndarray]  # per-agent approx_kl and clipfrac of the update
