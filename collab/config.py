@@ -329,7 +329,8 @@ class ExperimentConfig:
         return getattr(resolve_settings(self.strategy, self.settings), name)
 
     def __getattr__(self, name: str) -> Any:
-        # Earlier versions had the strategies' settings as fields (cfg.rule, cfg.stats_after_copy, ...).
+        # Earlier versions had the strategies' settings as fields (cfg.rule, cfg.stats_after_copy, ...):
+        # the value given (in ``settings`` or as a keyword), else the strategy's default. No check here.
         if name.startswith("_"):
             raise AttributeError(name)
         from collab.strategies import setting_owners
@@ -337,9 +338,11 @@ class ExperimentConfig:
         owners = setting_owners(name)
         if not owners:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        if self.strategy in [o.name for o in owners]:
-            return self.setting(name)
-        return next(f.default for f in dataclasses.fields(owners[0].Settings) if f.name == name)
+        given = self.__dict__.get("settings") or {}
+        if name in given:
+            return given[name]
+        own = [o for o in owners if o.name == self.__dict__.get("strategy")] or owners
+        return next(f.default for f in dataclasses.fields(own[0].Settings) if f.name == name)
 
     def validate(self, check_out_dir: bool = True) -> ExperimentConfig:
         """Check every field; raise ConfigError naming the first bad one. Returns ``self.resolved()``.
@@ -375,7 +378,6 @@ class ExperimentConfig:
                 _fail(name, v, "an integer >= 1")
         if not (self.device == "cpu" or str(self.device).startswith("cuda")):
             _fail("device", self.device, "'cpu' or 'cuda[:N]'")
-        strategy.check(self, resolve_settings(self.strategy, self.settings))
         if self.setup is not None and not (
             isinstance(self.setup, str) and re.fullmatch(SETUP_NAME, self.setup)
         ):
@@ -389,6 +391,7 @@ class ExperimentConfig:
         cfg = self.resolved()
         assert cfg.ppo is not None
         cfg.ppo.validate()
+        strategy.check(cfg, resolve_settings(cfg.strategy, cfg.settings))
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -397,7 +400,8 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ConfigError.
+        """Inverse of :meth:`to_dict` (whose configuration is resolved: ``ppo`` and ``settings`` in
+        full); unknown keys raise ConfigError.
 
         Loads the config.json files of earlier versions too: their strategy settings as top-level
         keys (``rule``, ``stats_after_copy``, ...), and retired fields (:data:`RETIRED_FIELDS`,
@@ -429,15 +433,18 @@ def _init_with_setting_keywords(self: ExperimentConfig, *args: Any, **kwargs: An
     """ExperimentConfig's constructor: the fields, and any strategy setting as a keyword of its own
     (the form earlier versions had: ``rule=...``, ``stats_after_copy=...``), moved into ``settings``.
 
-    A keyword set to None is not given. A setting of another strategy than the run's is dropped when
-    it holds that strategy's default (the train notebook and older config.json files pass them all)
-    and otherwise kept, so that validation names it; one given both ways with two values raises."""
+    A keyword set to None is not given, and a keyword overrides the same key of ``settings`` (so
+    ``dataclasses.replace(cfg, rule=...)`` changes one setting). A setting of another strategy than
+    the run's is dropped when it holds that strategy's default (older config.json files pass them
+    all) and otherwise kept, so that validation names it."""
     extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in _FIELD_NAMES}
     _fields_init(self, *args, **kwargs)
+    if isinstance(self.settings, Mapping):
+        object.__setattr__(self, "settings", dict(self.settings))  # a copy: the config stays as made
     extra = {k: v for k, v in extra.items() if v is not None}
     if not extra:
         return
-    from collab.strategies import _REGISTRY, setting_owners
+    from collab.strategies import _REGISTRY, at_defaults, setting_owners
 
     own = _REGISTRY.get(self.strategy)
     own_names = {f.name for f in dataclasses.fields(own.Settings)} if own else set()
@@ -445,14 +452,14 @@ def _init_with_setting_keywords(self: ExperimentConfig, *args: Any, **kwargs: An
     for key, value in extra.items():
         owners = setting_owners(key)
         if not owners:
-            raise TypeError(f"ExperimentConfig() got an unexpected keyword argument {key!r}")
-        if key not in own_names and own is not None:
-            defaults = [f.default for o in owners for f in dataclasses.fields(o.Settings) if f.name == key]
-            if all(value == dflt and type(value) is type(dflt) for dflt in defaults):
-                continue  # another strategy's setting at its default: not this run's business
-        if key in settings and settings[key] != value:
-            _fail(key, value, f"one value: settings gives {key}={settings[key]!r}")
-        settings[key] = value
+            raise TypeError(
+                f"ExperimentConfig() got an unexpected keyword argument {key!r} (not a field, nor a "
+                "setting of a registered strategy: import the module that registers it first)"
+            )
+        if key not in own_names and own is not None and at_defaults(key, value):
+            settings.pop(key, None)  # another strategy's setting at its default: not this run's business
+            continue
+        settings[key] = value  # a keyword overrides the same key of ``settings``
     object.__setattr__(self, "settings", settings)
 
 

@@ -120,6 +120,10 @@ def load_run(out_dir: str | Path) -> RunResult:
     )
 
 
+#: Settings that do not change a run's results (compared neither when a finished run is reused).
+RESULT_NEUTRAL = ("env_threads",)
+
+
 def _earlier_run(cfg: ExperimentConfig) -> RunResult | None:
     """The complete run already in ``cfg.out_dir`` if it has this configuration; None if the folder
     holds no complete run; ConfigError (naming the differing settings) if it holds another one."""
@@ -136,8 +140,9 @@ def _earlier_run(cfg: ExperimentConfig) -> RunResult | None:
             f"out_dir={cfg.out_dir!r} holds a complete run whose config.json cannot be read ({err}): "
             "choose another out_dir or delete that folder"
         ) from None
-    new = cfg.to_dict()
-    differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    new = json.loads(json.dumps(cfg.to_dict()))  # as config.json holds it (tuples become lists)
+    old = json.loads(json.dumps(old))
+    differ = sorted(k for k in (set(old) | set(new)) - set(RESULT_NEUTRAL) if old.get(k) != new.get(k))
     if differ:
         diffs = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in differ)
         raise ConfigError(
@@ -238,19 +243,19 @@ def _train(
     cfg: ExperimentConfig, progress: bool, write: bool, on_round: Callable[[RoundReport], bool | None] | None
 ) -> RunResult:
     run = _Run(cfg, progress, write)
-    while run.episodes.min() < run.budget:
-        run.rnd += 1
-        round_returns = run.train_round()
-        val = run.validate()
-        shared = len(run.events)
-        src, hyper = run.share(round_returns, val)
-        run.record_round(round_returns, val, src, hyper)
-        if on_round is not None and on_round(run.report(val, shared)):
-            run.bar.close()
-            run.env.close()
-            raise RunStopped(run.rnd, frame("curves.csv", run.curves), run.sharing_frame())
-    run.bar.close()
-    run.env.close()
+    try:
+        while run.episodes.min() < run.budget:
+            run.rnd += 1
+            round_returns = run.train_round()
+            val = run.validate()
+            shared = len(run.events)
+            src, hyper = run.share(round_returns, val)
+            run.record_round(round_returns, val, src, hyper)
+            if on_round is not None and on_round(run.report(val, shared)):
+                raise RunStopped(run.rnd, frame("curves.csv", run.curves), run.sharing_frame())
+    finally:  # also when on_round raises or stops the run
+        run.bar.close()
+        run.env.close()
     return run.finish(val, src)
 
 

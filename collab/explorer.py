@@ -69,7 +69,7 @@ def explorer_configs(
     of its settings. A bad value raises :class:`collab.ConfigError` naming it; nothing is written."""
     from collab.spaces import check_experiment
 
-    base = ExperimentConfig(
+    base = ExperimentConfig(  # the independent baseline: no c, lambda or rule of its own
         env_id=env_id,
         strategy="independent",
         n_agents=n_agents,
@@ -78,12 +78,11 @@ def explorer_configs(
         validate_every=validate_every,
         val_episodes=val_episodes,
         eval_episodes=eval_episodes,
-        c=c,
-        lam=lam,
         max_episode_steps=max_episode_steps,
     )
     ruled = strategy in strategy_names() and "rule" in setting_names(strategy)  # a UCB rule to pass
-    chosen = dataclasses.replace(base, strategy=strategy, settings={"rule": rule} if ruled else None)
+    settings = {"rule": rule} if ruled else None
+    chosen = dataclasses.replace(base, strategy=strategy, c=c, lam=lam, settings=settings)
     runs = {_setup_label(strategy, n_agents, lam, c, rule): chosen}
     if compare_independent and strategy != "independent":
         runs[f"independent_{n_agents}"] = base
@@ -258,6 +257,7 @@ class Explorer:
         self.live: dict[str, LiveRun] = {}
         self._current: LiveRun | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = False
         for control in self.controls.values():
             control.style.description_width = "110px"
         self.redraw()  # empty axes until the first round
@@ -282,7 +282,7 @@ class Explorer:
             if block:
                 raise ConfigError(f"bad setting: {err}") from None
             return self.results
-        self.results, self.live = {}, {}
+        self.results, self.live, self._stopping = {}, {}, False
         self.final_box.value = ""  # nothing of an earlier training stays on show
         self.watch_button.disabled = True
         self.watch_run.options = []
@@ -295,10 +295,12 @@ class Explorer:
         return self.results
 
     def stop(self) -> None:
-        """Stop the training run at the end of its current round (it writes nothing)."""
+        """Stop the training at the end of the current round (that run writes nothing; a run that
+        has not started yet does not start)."""
+        self._stopping = True
         if self._current is not None:
             self._current.stop()
-            self._say("stopping at the end of this round ...")
+        self._say("stopping at the end of this round ...")
 
     def wait(self) -> None:
         """Wait for a background training to end."""
@@ -311,6 +313,9 @@ class Explorer:
         self.train_button.disabled, self.stop_button.disabled = True, False
         try:
             for name, cfg in self.configs.items():
+                if self._stopping:
+                    self._say(f"{name}: not started (Stop); nothing was written.")
+                    return
                 live = self.live[name] = self._current = LiveRun(on_update=lambda _: self.redraw())
                 self.progress.max = -(-get_strategy(cfg.strategy).budget(cfg) // cfg.validate_every)
                 self.progress.value = 0

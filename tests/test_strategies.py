@@ -289,3 +289,57 @@ def test_importing_collab_leaves_the_warning_filters_alone():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_strategy_settings_as_keywords_and_as_a_mapping(tmp_path):
+    """The settings earlier versions had as fields: keywords moved into ``settings``, readable as
+    attributes, changeable with ``dataclasses.replace``; another strategy's setting at its default is
+    dropped, at another value refused."""
+    import dataclasses
+
+    cfg = ExperimentConfig(strategy="collaborative", rule="sign_robust", pbt_quantile=0.25)
+    assert cfg.settings == {"rule": "sign_robust"} and cfg.rule == "sign_robust"
+    assert cfg.stats_after_copy == "keep" and cfg.pbt_perturb is True  # defaults, no check
+    resolved = cfg.validate(check_out_dir=False)
+    defaults = {"source_choice": "best", "stats_after_copy": "keep", "reward_estimate": "cumulative"}
+    assert resolved.settings == {"rule": "sign_robust", **defaults}
+    assert dataclasses.replace(resolved, rule="literal").validate(check_out_dir=False).rule == "literal"
+    independent = dataclasses.replace(resolved, strategy="independent", rule="literal")
+    assert independent.validate(check_out_dir=False).settings == {}
+    with pytest.raises(ConfigError, match=r"settings=\['rule'\] are not allowed with strategy='independent'"):
+        dataclasses.replace(resolved, strategy="independent").validate(check_out_dir=False)
+    old = resolved.to_dict()
+    flat = {k: v for k, v in old.items() if k != "settings"} | old["settings"]  # an earlier config.json
+    assert ExperimentConfig.from_dict(flat).validate(check_out_dir=False) == resolved
+    settings = {"rule": "sign_robust"}
+    given = ExperimentConfig(settings=settings)
+    settings["rule"] = "literal"
+    assert given.settings == {"rule": "sign_robust"}  # the config keeps what it was made with
+
+
+def test_a_finished_run_is_reused_whatever_its_env_threads(tmp_path):
+    cfg = ExperimentConfig(strategy="independent", out_dir=str(tmp_path), **BASE)
+    run_experiment(cfg, progress=False)
+    import dataclasses
+
+    assert run_experiment(dataclasses.replace(cfg, env_threads=2), progress=False).reused
+
+
+def test_a_setting_named_like_a_config_field_is_refused():
+    from dataclasses import dataclass
+
+    from collab.strategies import Strategy, register
+
+    @dataclass(frozen=True)
+    class Clash:
+        seed: int = 0
+
+        def validate(self) -> None:
+            pass
+
+    class Bad(Strategy):
+        name = "bad_settings"
+        Settings = Clash
+
+    with pytest.raises(ValueError, match=r"settings \['seed'\] are ExperimentConfig fields"):
+        register(Bad)

@@ -2,7 +2,7 @@
 through ``train.ipynb`` with Papermill (its settings as one mapping, this module as a plug-in), and
 through the workflow's grid check.
 
-The toy strategy: every round the ``copies`` worst agents (by the round's mean training return; an
+The toy strategy: every round the ``worst_copies`` worst agents (by the round's mean training return; an
 agent that ended no episode in the round has none and does not copy) each copy an agent drawn
 uniformly from the others.
 """
@@ -28,12 +28,16 @@ from collab.strategies import Decision, RoundInfo, Strategy, register, shares, s
 
 @dataclass(frozen=True)
 class WorstCopiesSettings:
-    copies: int = 1
+    worst_copies: int = 1
     """How many of the worst agents copy every round."""
 
     def validate(self) -> None:
-        if not isinstance(self.copies, int) or isinstance(self.copies, bool) or self.copies < 1:
-            raise ConfigError(f"copies={self.copies!r} is not allowed: an integer >= 1")
+        if (
+            not isinstance(self.worst_copies, int)
+            or isinstance(self.worst_copies, bool)
+            or self.worst_copies < 1
+        ):
+            raise ConfigError(f"worst_copies={self.worst_copies!r} is not allowed: an integer >= 1")
 
 
 @register
@@ -49,9 +53,9 @@ class WorstCopies(Strategy):
 
     @classmethod
     def check(cls, cfg, settings):
-        if settings.copies >= cfg.n_agents:
+        if settings.worst_copies >= cfg.n_agents:
             raise ConfigError(
-                f"copies={settings.copies!r} is not allowed: fewer than n_agents={cfg.n_agents}"
+                f"worst_copies={settings.worst_copies!r} is not allowed: fewer than n_agents={cfg.n_agents}"
             )
 
     def decide(self, info: RoundInfo) -> Decision:
@@ -59,7 +63,7 @@ class WorstCopies(Strategy):
         src = np.arange(self.n)
         events = []
         scored = [j for j in np.argsort(scores, kind="stable") if not np.isnan(scores[j])]  # NaN sorts last
-        for j in scored[: self.settings.copies]:
+        for j in scored[: self.settings.worst_copies]:
             others = [a for a in range(self.n) if a != j]
             i = int(self.rng.choice(others))
             src[j] = i
@@ -104,11 +108,11 @@ def _check_toy_run(out: Path, copies: int) -> pd.DataFrame:
 
 def test_plugin_runs_by_name_through_run_experiment(tmp_path):
     cfg = ExperimentConfig(
-        strategy="toy_worst_copies", settings={"copies": 2}, out_dir=str(tmp_path / "a"), **RUN
+        strategy="toy_worst_copies", settings={"worst_copies": 2}, out_dir=str(tmp_path / "a"), **RUN
     )
     result = run_experiment(cfg, progress=False)
     sharing = _check_toy_run(tmp_path / "a", copies=2)
-    assert result.config["settings"] == {"copies": 2}
+    assert result.config["settings"] == {"worst_copies": 2}
     again = run_experiment(dataclasses.replace(cfg, out_dir=str(tmp_path / "b")), progress=False)
     pd.testing.assert_frame_equal(again.sharing, result.sharing)  # its own seeded draws: deterministic
     pd.testing.assert_frame_equal(sharing, read_csv_checked(tmp_path / "b" / "sharing.csv"))
@@ -116,26 +120,26 @@ def test_plugin_runs_by_name_through_run_experiment(tmp_path):
 
 def test_plugin_settings_are_validated(tmp_path):
     base = {**RUN, "strategy": "toy_worst_copies", "out_dir": str(tmp_path / "x")}
-    with pytest.raises(ConfigError, match="copies=0 is not allowed: an integer >= 1"):
-        run_experiment(ExperimentConfig(**base, settings={"copies": 0}), progress=False)
-    with pytest.raises(ConfigError, match="copies=3 is not allowed: fewer than n_agents=3"):
-        run_experiment(ExperimentConfig(**base, settings={"copies": 3}), progress=False)
+    with pytest.raises(ConfigError, match="worst_copies=0 is not allowed: an integer >= 1"):
+        run_experiment(ExperimentConfig(**base, settings={"worst_copies": 0}), progress=False)
+    with pytest.raises(ConfigError, match="worst_copies=3 is not allowed: fewer than n_agents=3"):
+        run_experiment(ExperimentConfig(**base, settings={"worst_copies": 3}), progress=False)
     with pytest.raises(
         ConfigError, match=r"settings=\['rule'\] are not allowed with strategy='toy_worst_copies'"
     ):
-        run_experiment(ExperimentConfig(**base, settings={"rule": "literal"}), progress=False)
+        run_experiment(ExperimentConfig(**base, settings={"rule": "sign_robust"}), progress=False)
     assert not (tmp_path / "x").exists()
 
 
 def test_plugin_runs_through_the_train_notebook(papermill, tmp_path):
     out = tmp_path / "nb"
-    params = {**RUN, "strategy": "toy_worst_copies", "settings": {"copies": 1}, "plugins": [__name__]}
+    params = {**RUN, "strategy": "toy_worst_copies", "settings": {"worst_copies": 1}, "plugins": [__name__]}
     path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
     r = papermill("train", {**params, "out_dir": str(out)}, env={"PYTHONPATH": path})
     assert r.returncode == 0, r.stderr[-3000:]
     _check_toy_run(out, copies=1)
     config = json.loads((out / "config.json").read_text())
-    assert config["strategy"] == "toy_worst_copies" and config["settings"] == {"copies": 1}
+    assert config["strategy"] == "toy_worst_copies" and config["settings"] == {"worst_copies": 1}
 
 
 def test_plugin_in_a_workflow_grid():
@@ -148,11 +152,13 @@ def test_plugin_in_a_workflow_grid():
         "profile": "toy",
         "seeds": [0],
         "plugins": [__name__],
-        "setups": {"worst2": {"strategy": "toy_worst_copies", "n_agents": 3, "settings": {"copies": 2}}},
+        "setups": {
+            "worst2": {"strategy": "toy_worst_copies", "n_agents": 3, "settings": {"worst_copies": 2}}
+        },
         "defaults": {k: v for k, v in RUN.items() if k not in ("env_id", "n_agents")},
         "envs": {"CartPole-v1": {}},
     }
     grid = load_grid(config, check_env=False)
     (cell,) = grid.cells
     args = cell.papermill_args("out")
-    assert "-y '{settings: {copies: 2}}'" in args and f"-y '{{plugins: [{__name__}]}}'" in args
+    assert "-y '{settings: {worst_copies: 2}}'" in args and f"-y '{{plugins: [{__name__}]}}'" in args

@@ -12,8 +12,12 @@ A strategy is one module: a subclass of :class:`Strategy` registered with :func:
   per-agent hyperparameters, and the events ``sharing.csv`` records;
 * what the analysis needs to know: whether it copies parameters between agents (``shares``) and its
   ``role`` in the comparisons (``"independent"``: the matched-compute baseline of the same number of
-  agents; ``"sharing_baseline"``: a sharing method every other one is also compared with;
-  ``"method"``: anything else).
+  agents; ``"sequential"``: one agent with the whole budget; ``"sharing_baseline"``: a sharing
+  method every other one is also compared with; ``"method"``: anything else).
+
+Setting names share one namespace (each can be given as a keyword of ``ExperimentConfig``), so a
+strategy's own settings best carry its name (``pbt_quantile``) unless they mean the same thing as
+another strategy's; none may be named like an ExperimentConfig field.
 
 The experiment runner (:mod:`collab.experiment`) knows no strategy by name: it asks the registry.
 The built-in strategies are ``independent``, ``sequential``, ``collaborative`` (the paper's UCB
@@ -98,7 +102,9 @@ class Strategy:
     role: ClassVar[str] = "method"
     #: ``sharing.csv`` columns of its own, after :data:`collab.results.SHARE_SCORE_COLUMNS`.
     score_columns: ClassVar[tuple[str, ...]] = ()
-    #: The label its random numbers are derived from (``derive_seed(seed, seed_label)``); default: name.
+    #: The label its seed is derived from (``derive_seed(run seed, seed_label)``; default: its name),
+    #: so that its random choices never share a stream with the agents' or the environments'.
+    #: Collaborative training keeps the label it always had, ``"sharing"``.
     seed_label: ClassVar[str] = ""
 
     def __init__(
@@ -106,8 +112,10 @@ class Strategy:
     ):
         """One run's state: ``cfg`` the resolved ExperimentConfig, ``settings`` a validated
         ``Settings``, ``n_agents`` the agents that train, ``hyperparameters`` the agents' starting
-        ``lr`` and ``ent_coef``, ``seed`` this strategy's own seed for any random choice."""
+        ``lr`` and ``ent_coef``, ``seed`` this strategy's own seed for any random choice (e.g.
+        ``np.random.default_rng(self.seed)``)."""
         self.cfg, self.settings, self.n = cfg, settings, n_agents
+        self.hyperparameters, self.seed = dict(hyperparameters), seed
 
     @classmethod
     def population(cls, cfg: Any) -> int:
@@ -124,7 +132,8 @@ class Strategy:
         """Checks that need more of the config than the settings (e.g. a population size)."""
 
     def curve_columns(self) -> list[dict[str, float]]:
-        """Per agent, extra ``curves.csv`` columns for the round that just trained (default: none)."""
+        """Per agent, extra ``curves.csv`` columns for the round that just trained (default: none).
+        Called before :meth:`decide` of the same round (e.g. the hyperparameters it trained with)."""
         return [{} for _ in range(self.n)]
 
     def decide(self, info: RoundInfo) -> Decision:
@@ -146,8 +155,14 @@ def register(cls: type[Strategy]) -> type[Strategy]:
         raise ValueError(f"{cls.name}: role={cls.role!r} is not one of {', '.join(ROLES)}")
     if not dataclasses.is_dataclass(cls.Settings) or not hasattr(cls.Settings, "validate"):
         raise TypeError(f"{cls.name}: Settings must be a dataclass with a validate() method")
+    from collab.config import ExperimentConfig
+
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    clash = sorted(fields & {f.name for f in dataclasses.fields(cls.Settings)})
+    if clash:
+        raise ValueError(f"{cls.name}: settings {clash} are ExperimentConfig fields; name them otherwise")
     known = _REGISTRY.get(cls.name)
-    if known is not None and known.__qualname__ != cls.__qualname__:
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
         where = f"{known.__module__}.{known.__qualname__}"
         raise ValueError(f"strategy {cls.name!r} is already registered ({where})")
     _REGISTRY[cls.name] = cls
@@ -197,6 +212,9 @@ def resolve_settings(name: str, given: Mapping[str, Any] | None) -> Any:
         raise ConfigError(f"settings={given!r} is not allowed: a mapping of {name}'s settings, or None")
     given = dict(given or {})
     names = setting_names(name)
+    for key in [k for k in given if k not in names and setting_owners(k)]:
+        if at_defaults(key, given[key]):
+            del given[key]  # another strategy's setting at its default (e.g. after replace(strategy=...))
     unknown = sorted(set(given) - set(names))
     if unknown:
         owners = {k: [c.name for c in setting_owners(k)] for k in unknown}
@@ -208,6 +226,14 @@ def resolve_settings(name: str, given: Mapping[str, Any] | None) -> Any:
     settings = cls.Settings(**given)
     settings.validate()
     return settings
+
+
+def at_defaults(key: str, value: Any) -> bool:
+    """Whether ``value`` is ``key``'s default in every registered strategy that has a setting ``key``."""
+    defaults = [
+        f.default for c in setting_owners(key) for f in dataclasses.fields(c.Settings) if f.name == key
+    ]
+    return all(value == d and type(value) is type(d) for d in defaults)
 
 
 def settings_dict(settings: Any) -> dict[str, Any]:
