@@ -434,6 +434,16 @@ def summarise(df: pd.DataFrame, col: str = "sps_median") -> tuple[pd.DataFrame, 
 
 
 # -- this tree against another checkout -----------------------------------------------------------
+def _checkout_name(tree: Path) -> str:
+    """How the results name the other checkout: by its commit (a path means nothing elsewhere)."""
+    import subprocess
+
+    rev = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return f"<checkout of {rev}>" if rev else "<other checkout>"
+
+
 WORKER = r"""
 import importlib.util, json, os, sys
 sys.path.insert(0, sys.argv[1])  # that tree's collab comes first
@@ -528,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load average at start {load0}"
         md = (
             f"# Training throughput: this tree / another checkout ({stamp})\n\n"
-            f"`python benchmarks/throughput.py --against {args.against} --envs {' '.join(args.envs)} "
+            f"`python benchmarks/throughput.py --against {_checkout_name(args.against)} "
+            f"--envs {' '.join(args.envs)} "
             f"--ns {' '.join(map(str, ns))} --repeats {repeats}`\n\n"
             + markdown_table(rows, floatfmt=",.0f")
             + "\n"
