@@ -286,6 +286,13 @@ class ExperimentConfig:
     of some of them, e.g. ``{"rule": "sign_robust"}`` for collaborative training.
     Each can also be given as a keyword of its own, as earlier versions had them:
     ``ExperimentConfig(rule="sign_robust")`` (a keyword set to None is not given)."""
+    checkpoint_every: int | None = None
+    """None: no checkpoints (the paper). K >= 1: every K-th round ends at a segment boundary, where the
+    run's whole state is saved to ``<out_dir>/resume.ckpt`` and the training environments start anew
+    (seeded from the seed and the round), so that a run interrupted at any moment and started again
+    continues from its last checkpoint exactly as the uninterrupted run (:mod:`collab.resume`). The
+    boundaries are part of the algorithm: results depend on K (and equal None's only where no boundary
+    falls)."""
     setup: str | None = None
     """Name of the setup (Table 1 column, run folder) this run belongs to; None: derived from
     ``strategy`` and ``n_agents`` (``independent``, ``collaborative_4``, ...)."""
@@ -363,6 +370,13 @@ class ExperimentConfig:
             _fail("reselect_top", k, "0 (the paper's selection) or an integer >= 2")
         if not isinstance(m, int) or isinstance(m, bool) or (m < 1 if k else m != 0):
             _fail("reselect_episodes", m, "an integer >= 1 with reselect_top >= 2, else 0")
+        ce = self.checkpoint_every
+        if ce is not None and (not isinstance(ce, int) or isinstance(ce, bool) or ce < 1):
+            _fail(
+                "checkpoint_every",
+                ce,
+                "None (no checkpoints) or an integer >= 1 (rounds between checkpoints)",
+            )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             _fail("seed", self.seed, "an integer >= 0")
         check_sharing(self.c, self.lam)
@@ -395,8 +409,12 @@ class ExperimentConfig:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (for config.json)."""
-        return dataclasses.asdict(self.resolved())
+        """Plain-dict form (for config.json); ``checkpoint_every`` only where set, so that the
+        config.json of a run without checkpoints is the one earlier versions wrote."""
+        d = dataclasses.asdict(self.resolved())
+        if d["checkpoint_every"] is None:
+            del d["checkpoint_every"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:

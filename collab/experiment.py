@@ -53,6 +53,13 @@ from collab.results import (
     run_keys,
     write_run,
 )
+from collab.resume import (
+    RunPaused,
+    config_differences,
+    load_checkpoint,
+    remove_checkpoint,
+    save_checkpoint,
+)
 from collab.spaces import check_experiment
 from collab.strategies import Decision, RoundInfo, get_strategy, resolve_settings
 
@@ -93,7 +100,8 @@ class RoundReport:
 
 
 class RunStopped(Exception):
-    """``on_round`` asked the run to stop: it stopped at the end of round ``round`` and wrote nothing.
+    """``on_round`` asked the run to stop: it stopped at the end of round ``round`` and wrote no
+    result (with ``checkpoint_every``, its checkpoints stay: running it again continues it).
 
     ``curves`` and ``sharing`` hold the rows of the rounds it trained."""
 
@@ -120,10 +128,6 @@ def load_run(out_dir: str | Path) -> RunResult:
     )
 
 
-#: Settings that do not change a run's results (compared neither when a finished run is reused).
-RESULT_NEUTRAL = ("env_threads",)
-
-
 def _earlier_run(cfg: ExperimentConfig) -> RunResult | None:
     """The complete run already in ``cfg.out_dir`` if it has this configuration; None if the folder
     holds no complete run; ConfigError (naming the differing settings) if it holds another one."""
@@ -140,14 +144,11 @@ def _earlier_run(cfg: ExperimentConfig) -> RunResult | None:
             f"out_dir={cfg.out_dir!r} holds a complete run whose config.json cannot be read ({err}): "
             "choose another out_dir or delete that folder"
         ) from None
-    new = json.loads(json.dumps(cfg.to_dict()))  # as config.json holds it (tuples become lists)
-    old = json.loads(json.dumps(old))
-    differ = sorted(k for k in (set(old) | set(new)) - set(RESULT_NEUTRAL) if old.get(k) != new.get(k))
+    differ = config_differences(old, cfg.to_dict())
     if differ:
-        diffs = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} here" for k in differ)
         raise ConfigError(
-            f"out_dir={cfg.out_dir!r} already holds a complete run with other settings ({diffs}): "
-            "choose another out_dir, or delete that folder to train again"
+            f"out_dir={cfg.out_dir!r} already holds a complete run with other settings "
+            f"({', '.join(differ)}): choose another out_dir, or delete that folder to train again"
         )
     return load_run(out)
 
@@ -205,6 +206,7 @@ def run_experiment(
     progress: bool = True,
     write: bool = True,
     on_round: Callable[[RoundReport], bool | None] | None = None,
+    deadline: float | None = None,
 ) -> RunResult:
     """Train one experiment, select and evaluate its policy, and write the result files.
 
@@ -212,8 +214,15 @@ def run_experiment(
     and returned (``reused=True``) without training; a complete run of another configuration there
     raises :class:`collab.ConfigError` naming the settings that differ (nothing is overwritten).
 
+    With ``cfg.checkpoint_every``, the run saves its state to ``out_dir`` every so many rounds and,
+    when ``out_dir`` holds such a checkpoint of the same configuration, continues from it, exactly as
+    if it had never stopped (:mod:`collab.resume`); a checkpoint of another configuration, or a
+    damaged one, raises :class:`collab.resume.ResumeError` (nothing is overwritten). ``deadline``
+    (a Unix time; with checkpoints): at a checkpoint from which the next one would likely come after
+    it, the run stops and raises :class:`collab.resume.RunPaused` (run it again to continue).
+
     ``on_round``: called with a :class:`RoundReport` after every round (validation and sharing
-    done); when it returns True the run stops there and raises :class:`RunStopped`, writing nothing.
+    done); when it returns True the run stops there and raises :class:`RunStopped`, writing no result.
 
     Validates ``cfg`` first (raising :class:`collab.ConfigError` before anything is written); writes
     ``curves.csv``, ``final.csv``, ``sharing.csv``, the agents (``selected.safetensors``,
@@ -228,22 +237,32 @@ def run_experiment(
     """
     cfg = cfg.validate(check_out_dir=write)
     check_experiment(cfg)
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)):
+        raise ConfigError(f"deadline={deadline!r} is not allowed: None or a Unix time in seconds")
     if write and (earlier := _earlier_run(cfg)) is not None:
+        remove_checkpoint(cfg.out_dir)  # left behind where a run ended just after its config.json
         return earlier
     numerics.apply(cfg.numerics)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
     try:
-        return _train(cfg, progress, write, on_round)
+        return _train(cfg, progress, write, on_round, deadline)
     finally:
         torch.set_num_threads(threads)  # the caller's setting, as evaluate_run restores it too
 
 
 def _train(
-    cfg: ExperimentConfig, progress: bool, write: bool, on_round: Callable[[RoundReport], bool | None] | None
+    cfg: ExperimentConfig,
+    progress: bool,
+    write: bool,
+    on_round: Callable[[RoundReport], bool | None] | None,
+    deadline: float | None,
 ) -> RunResult:
     run = _Run(cfg, progress, write)
+    every = cfg.checkpoint_every
     try:
+        if every and write:
+            run.resume()
         while run.episodes.min() < run.budget:
             run.rnd += 1
             round_returns = run.train_round()
@@ -251,12 +270,22 @@ def _train(
             shared = len(run.events)
             src, hyper = run.share(round_returns, val)
             run.record_round(round_returns, val, src, hyper)
+            boundary = bool(every) and run.rnd % every == 0 and run.episodes.min() < run.budget
+            if boundary:
+                run.segment_boundary()
             if on_round is not None and on_round(run.report(val, shared)):
                 raise RunStopped(run.rnd, frame("curves.csv", run.curves), run.sharing_frame())
+            if boundary and write and deadline is not None and run.out_of_time(deadline):
+                raise RunPaused(
+                    cfg.out_dir, run.rnd, "its next checkpoint would likely come after its deadline"
+                )
     finally:  # also when on_round raises or stops the run
         run.bar.close()
         run.env.close()
-    return run.finish(val, src)
+    result = run.finish(val, src)
+    if every and write:
+        remove_checkpoint(cfg.out_dir)  # the run is complete (config.json written)
+    return result
 
 
 class _Run:
@@ -297,12 +326,69 @@ class _Run:
         self.top: list[tuple[float, int, int, dict[str, torch.Tensor]]] = []
         self.rnd = 0
         self.t0 = time.perf_counter()
+        #: with checkpoint_every: when the current segment began, and the longest one so far (s)
+        self.segment_t0, self.longest_segment = self.t0, 0.0
         self.bar = tqdm(
             total=self.budget * n,
             desc=f"{cfg.env_id} {self.keys['setup']} seed {cfg.seed}",
             disable=not progress,
             unit="ep",
         )
+
+    # -- segments and checkpoints (collab.resume) ------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything the rest of the run depends on besides its configuration (a checkpoint)."""
+        return {
+            "round": self.rnd,
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "best": self.best,
+            "best_snap": self.best_snap,
+            "top": self.top,
+            "events": self.events,
+            "curves": self.curves,
+            "elapsed_s": time.perf_counter() - self.t0,
+            "agents": self.agents.training_state(),
+            "strategy": self.strategy.state(),
+        }
+
+    def new_segment(self) -> None:
+        """Drop the episodes still running in the training environments and make those anew, seeded
+        from (seed, round): a segment boundary, where an interrupted run continues from."""
+        self.env.close()
+        seed = derive_seed(self.cfg.seed, "segment", self.rnd)
+        self.env = PopulationEnv.for_ppo(
+            self.cfg.env_id, self.n, self.ppo_cfg, seed, purpose="train", **self.env_kw
+        )
+        self.agents.end_episodes()
+
+    def segment_boundary(self) -> None:
+        """Save the run's state (when writing), then start a new segment."""
+        if self.write:
+            save_checkpoint(self.cfg.out_dir, self.cfg.to_dict(), self.rnd, self.state())
+        self.new_segment()
+        now = time.perf_counter()
+        self.longest_segment = max(self.longest_segment, now - self.segment_t0)
+        self.segment_t0 = now
+
+    def out_of_time(self, deadline: float) -> bool:
+        """Whether the next checkpoint would likely come after ``deadline`` (a Unix time): the
+        longest segment so far, with half as much again to spare, would not fit before it."""
+        return time.time() + 1.5 * self.longest_segment > deadline
+
+    def resume(self) -> None:
+        """Continue from ``out_dir``'s checkpoint where there is one (of this configuration)."""
+        s = load_checkpoint(self.cfg.out_dir, self.cfg.to_dict())
+        if s is None:
+            return
+        self.rnd, self.episodes, self.env_steps = s["round"], s["episodes"], s["env_steps"]
+        self.best, self.best_snap, self.top = s["best"], s["best_snap"], s["top"]
+        self.events, self.curves = s["events"], s["curves"]
+        self.t0 = time.perf_counter() - s["elapsed_s"]
+        self.agents.load_training_state(s["agents"])
+        self.strategy.load_state(s["strategy"])
+        self.new_segment()
+        self.bar.update(int(self.episodes.sum()))
 
     def located(self, phase: str, envs: tuple[PopulationEnv, ...]) -> AbstractContextManager[None]:
         return _located(self.cfg, phase, self.rnd, self.episodes, self.write, envs)

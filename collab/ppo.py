@@ -343,6 +343,31 @@ class PopulationPPO:
                 raise ValueError(f"{name}: one value per agent ({self.n}), got shape {tuple(t.shape)}")
             setattr(self, name, t)
 
+    def training_state(self) -> dict:
+        """Everything the agents' training continues from, the environments aside: every agent's
+        tensors (:meth:`state_tensors`), learning rates, entropy coefficients and generator states."""
+        return {
+            "tensors": self.state_tensors(),
+            "lr": self.lr,
+            "ent_coef": self.ent_coef,
+            "generators": [g.get_state() for g in self.gens],
+        }
+
+    @torch.no_grad()
+    def load_training_state(self, state: dict) -> None:
+        """Continue from a :meth:`training_state` of agents made with the same settings."""
+        for name, t in state["tensors"].items():
+            self._set_state(name, t.to(self.state_tensors()[name].device))
+        self.lr, self.ent_coef = state["lr"].clone(), state["ent_coef"].clone()
+        for g, s in zip(self.gens, state["generators"], strict=True):
+            g.set_state(s)
+
+    def end_episodes(self) -> None:
+        """Forget the episodes running in the training environments: the next rollout resets them
+        (and their running discounted returns) as at an episode's end. Their steps so far were learned
+        from, bootstrapped at the end of the last rollout (:func:`advantages`)."""
+        self._obs = self._was_done = self._ret_acc = None
+
     def snapshot(self, a: int) -> dict[str, torch.Tensor]:
         """A copy of agent a's state, each tensor with a leading axis of 1."""
         return {k: t[a : a + 1].clone() for k, t in self.state_tensors().items()}

@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 from test_workflow import (
     CELLS,
+    GATE,
     SNAKEMAKE,
     TINY_WORKFLOW,
     _mtimes,
@@ -347,3 +348,45 @@ def test_cluster_script_refuses_unknown_commands_and_non_root() -> None:
         as_user = ["runuser", "-u", "nobody", "--", *as_user]
     r = subprocess.run(as_user, input=script, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "root" in r.stderr
+
+
+@pytest.mark.slurm
+def test_jobs_longer_than_their_time_limit_finish_through_retries(cluster: Cluster, tmp_path: Path) -> None:
+    """Jobs of 1 minute whose runs take longer: SLURM ends each first attempt at its time limit
+    (TIMEOUT), Snakemake retries it (the profile's ``retries``), and the retry continues the run from
+    its checkpoint; the results equal the same grid run locally without interruption.
+
+    The runs use the test plug-in ``hold_once`` (tests/gate/hold_strategy.py): a first attempt waits
+    for ever after its first checkpoint, so the time limit ends it whatever the machine's speed, and a
+    resumed run never waits."""
+    hold = tmp_path / "held"
+    hold.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(GATE), os.environ.get("PYTHONPATH")) if p),
+    }
+    grid = {
+        **_tiny(runtime_min=1, mem_mb=700),
+        "seeds": [0, 1],
+        "setups": {"hold": {"strategy": "hold_once", "n_agents": 2}},
+        "plugins": ["hold_strategy"],
+    }
+    grid["defaults"] = {**grid["defaults"], "episodes_per_agent": 6, "checkpoint_every": 1}
+    reference, work = tmp_path / "local", tmp_path / "work"
+    reference.mkdir()
+    work.mkdir()
+    configfile = write_config(tmp_path / "tiny.yaml", grid)
+    r = snakemake(reference, "grid", "--cores", "2", "--configfile", str(configfile), env=env)
+    assert r.returncode == 0, r.stderr[-4000:]
+
+    r = snakemake(work, *slurm_args(configfile, cluster), env={**env, "COLLAB_TEST_HOLD": str(hold)})
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    assert len(list(hold.glob("held-*"))) == 2  # both first attempts waited past their limit
+    states = sorted(j["State"].split()[0] for j in slurm_jobs(work))
+    assert states == ["COMPLETED", "COMPLETED", "TIMEOUT", "TIMEOUT"], states
+    for seed in (0, 1):
+        got, want = _run_dir(work, "hold", seed), _run_dir(reference, "hold", seed)
+        for name in CSVS:
+            pd.testing.assert_frame_equal(read_results(got, name), read_results(want, name), obj=name)
+        assert (got / "population.safetensors").read_bytes() == (want / "population.safetensors").read_bytes()
+        assert not (got / "resume.ckpt").exists()

@@ -140,6 +140,16 @@ class Strategy:
         """The round's copies and changes (default: none)."""
         return Decision.none(self.n)
 
+    def state(self) -> dict[str, Any]:
+        """What the rest of a run depends on, for a resumable run's checkpoint (:mod:`collab.resume`):
+        by default every attribute but ``cfg`` and ``settings``, which must be picklable (NumPy
+        arrays and generators are). Override together with :meth:`load_state` where that does not hold."""
+        return {k: v for k, v in vars(self).items() if k not in ("cfg", "settings")}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state` of the same strategy with the same configuration."""
+        vars(self).update(state)
+
 
 _REGISTRY: dict[str, type[Strategy]] = {}
 

@@ -37,6 +37,7 @@ BUDGET_KEYS = (
     "reeval_episodes",
     "reselect_top",
     "reselect_episodes",
+    "checkpoint_every",
 )
 #: The notebook every cell runs; a budget key it has no parameter for is refused (it would be ignored).
 TRAIN_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train.ipynb"
