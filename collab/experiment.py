@@ -22,6 +22,7 @@ earliest); with ``reselect_top`` = k, the best of the k best on ``reselect_episo
 from __future__ import annotations
 
 import json
+import pickle
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -106,7 +107,7 @@ class RunStopped(Exception):
     ``curves`` and ``sharing`` hold the rows of the rounds it trained."""
 
     def __init__(self, rnd: int, curves: pd.DataFrame, sharing: pd.DataFrame) -> None:
-        super().__init__(f"stopped after round {rnd}; nothing was written")
+        super().__init__(f"stopped after round {rnd}; no result was written")
         self.round, self.curves, self.sharing = rnd, curves, sharing
 
 
@@ -238,7 +239,10 @@ def run_experiment(
     cfg = cfg.validate(check_out_dir=write)
     check_experiment(cfg)
     if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)):
-        raise ConfigError(f"deadline={deadline!r} is not allowed: None or a Unix time in seconds")
+        raise ConfigError(
+            f"deadline={deadline!r} is not allowed: None or a Unix time in seconds "
+            "(train.ipynb also takes 'slurm': the SLURM job's time limit)"
+        )
     if write and (earlier := _earlier_run(cfg)) is not None:
         remove_checkpoint(cfg.out_dir)  # left behind where a run ended just after its config.json
         return earlier
@@ -261,7 +265,7 @@ def _train(
     run = _Run(cfg, progress, write)
     every = cfg.checkpoint_every
     try:
-        if every and write:
+        if write:  # also without checkpoint_every: another configuration's checkpoint is refused
             run.resume()
         while run.episodes.min() < run.budget:
             run.rnd += 1
@@ -283,7 +287,7 @@ def _train(
         run.bar.close()
         run.env.close()
     result = run.finish(val, src)
-    if every and write:
+    if write:
         remove_checkpoint(cfg.out_dir)  # the run is complete (config.json written)
     return result
 
@@ -328,6 +332,17 @@ class _Run:
         self.t0 = time.perf_counter()
         #: with checkpoint_every: when the current segment began, and the longest one so far (s)
         self.segment_t0, self.longest_segment = self.t0, 0.0
+        #: where a resumed run continued: [{"round": r, "cpu_model": ..., "numerics": ...}]
+        self.resumed: list[dict[str, Any]] = []
+        if cfg.checkpoint_every:  # a strategy whose state pickle cannot hold fails now, not hours later
+            try:
+                pickle.dumps(self.strategy.state())
+            except Exception as err:
+                raise ConfigError(
+                    f"strategy={cfg.strategy!r} cannot be checkpointed (checkpoint_every="
+                    f"{cfg.checkpoint_every}): its state() is not picklable ({err!r}); override "
+                    "Strategy.state and load_state, or set checkpoint_every=None"
+                ) from None
         self.bar = tqdm(
             total=self.budget * n,
             desc=f"{cfg.env_id} {self.keys['setup']} seed {cfg.seed}",
@@ -350,6 +365,7 @@ class _Run:
             "elapsed_s": time.perf_counter() - self.t0,
             "agents": self.agents.training_state(),
             "strategy": self.strategy.state(),
+            "resumed": self.resumed,
         }
 
     def new_segment(self) -> None:
@@ -387,6 +403,9 @@ class _Run:
         self.t0 = time.perf_counter() - s["elapsed_s"]
         self.agents.load_training_state(s["agents"])
         self.strategy.load_state(s["strategy"])
+        machine = numerics.fingerprint()
+        here = {"round": self.rnd, "cpu_model": machine["cpu_model"], "numerics": machine["numerics"]}
+        self.resumed = [*s["resumed"], here]
         self.new_segment()
         self.bar.update(int(self.episodes.sum()))
 
@@ -567,6 +586,7 @@ class _Run:
             "budget_unit": "episode",
             "machine": numerics.fingerprint(),
             "checkpoints": saved,
+            **({"resumed": self.resumed} if self.resumed else {}),
         }
         result = RunResult(
             frame("curves.csv", self.curves),

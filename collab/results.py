@@ -84,7 +84,7 @@ RESULT_FILES = ["curves.csv", "final.csv", "sharing.csv", "config.json"]
 #: Not in RESULT_FILES: runs made before they were saved are complete without them.
 CHECKPOINT_FILES = ["selected.safetensors", "population.safetensors"]
 #: Keys of config.json that describe how a run went, not its configuration.
-RUN_METADATA_KEYS = ("versions", "backend_used", "budget_unit", "machine", "checkpoints")
+RUN_METADATA_KEYS = ("versions", "backend_used", "budget_unit", "machine", "checkpoints", "resumed")
 
 
 class ResultsError(ValueError):

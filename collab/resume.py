@@ -15,9 +15,12 @@ environments can be saved: the boundary is part of the algorithm (which is why `
 is a setting that changes results, and is off by default).
 
 The file: a magic line, the length of a JSON header, the header (format, the run's configuration,
-round, payload size and SHA-256), then the payload (a pickle). A file cut short or altered is refused
-with :class:`ResumeError`, as is one of another configuration; nothing is overwritten then. Pickle
-runs code when loaded: load only the run folders you made.
+round, the machine it was written on, payload size and SHA-256 of header and payload), then the
+payload (a pickle). A file cut short or altered is refused with :class:`ResumeError`, as is one of
+another configuration; nothing is overwritten then. Bit for bit holds on one machine (or, with
+portable numerics, across x86-64 CPUs): a native-numerics run resumed on a machine with other
+kernels continues with a warning, and ``config.json`` records where each part ran (``resumed``).
+Pickle runs code when loaded: load only the run folders you made.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ import os
 import pickle
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+from collab import numerics
 from collab.config import ConfigError
 from collab.results import atomic_path
 
@@ -78,19 +83,24 @@ def save_checkpoint(out_dir: str | os.PathLike, config: dict[str, Any], rnd: int
     """Write ``state`` (anything pickle can hold) as the checkpoint of the run of ``config`` after
     round ``rnd``, atomically (an interrupted write leaves the previous checkpoint in place)."""
     payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    header = json.dumps(
-        {
-            "format": FORMAT,
-            "round": rnd,
-            "size": len(payload),
-            "sha256": hashlib.sha256(payload).hexdigest(),
-            "config": config,
-        }
-    ).encode()
+    fields = {"format": FORMAT, "round": rnd, "size": len(payload), "machine": numerics.fingerprint(),
+              "config": config}  # fmt: skip
+    header = json.dumps({**fields, "sha256": _digest(fields, payload)}).encode()
     path = Path(out_dir) / CHECKPOINT_FILE
     with atomic_path(path) as tmp:
         _write(tmp, MAGIC + len(header).to_bytes(8, "little") + header + payload)
     return path
+
+
+def _digest(fields: dict[str, Any], payload: bytes) -> str:
+    """SHA-256 of a checkpoint's header fields (its ``sha256`` aside) and payload."""
+    h = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+    h.update(payload)
+    return h.hexdigest()
+
+
+#: The header's fields and their types.
+HEADER = {"format": int, "round": int, "size": int, "machine": dict, "config": dict, "sha256": str}
 
 
 def _damaged(path: Path, why: str) -> ResumeError:
@@ -110,14 +120,16 @@ def _read(path: Path) -> tuple[dict[str, Any], bytes]:
         header = json.loads(data[start : start + size])
     except (ValueError, UnicodeDecodeError):
         raise _damaged(path, "its header is cut short or damaged") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise _damaged(path, f"format {header.get('format') if isinstance(header, dict) else '?'}, "
-                       f"this version reads {FORMAT}")  # fmt: skip
+    if not isinstance(header, dict) or any(not isinstance(header.get(k), t) for k, t in HEADER.items()):
+        raise _damaged(path, f"its header lacks fields among {sorted(HEADER)}")
+    if header["format"] != FORMAT:
+        raise _damaged(path, f"format {header['format']}, this version reads {FORMAT}")
     payload = data[start + size :]
     if len(payload) != header["size"]:
         raise _damaged(path, f"{len(payload)} of its {header['size']} payload bytes are there: cut short")
-    if hashlib.sha256(payload).hexdigest() != header["sha256"]:
-        raise _damaged(path, "its payload does not match its SHA-256: altered or damaged")
+    fields = {k: v for k, v in header.items() if k != "sha256"}
+    if _digest(fields, payload) != header["sha256"]:
+        raise _damaged(path, "it does not match its SHA-256: altered or damaged")
     return header, payload
 
 
@@ -147,7 +159,18 @@ def load_checkpoint(out_dir: str | os.PathLike, config: dict[str, Any]) -> dict 
             f"{path} holds a run with other settings ({', '.join(differ)}): run it with those settings "
             "to continue it, or delete the file to train this configuration from the start"
         )
-    return pickle.loads(payload)
+    here = numerics.fingerprint()
+    if config.get("numerics") == "native" and not numerics.same_native_kernels(header["machine"], here):
+        warnings.warn(
+            f"{path} was written on {header['machine'].get('cpu_model')!r} with other native kernels than "
+            f"this machine's ({here.get('cpu_model')!r}): the run continues, but will not equal an "
+            "uninterrupted run of either machine bit for bit (portable numerics would)",
+            stacklevel=2,
+        )
+    try:
+        return pickle.loads(payload)
+    except Exception as err:  # e.g. written by other versions of numpy or torch
+        raise _damaged(path, f"its state cannot be read with these library versions: {err!r}") from None
 
 
 def remove_checkpoint(out_dir: str | os.PathLike) -> None:

@@ -2,9 +2,10 @@
 
     python resume_child.py OUT_DIR CONFIG_JSON [--hold-after-round R | --hold-in-write K]
 
-``--hold-after-round R``: after round R, write ``OUT_DIR/../held`` and wait for ever (the test kills
-the process there). ``--hold-in-write K``: the K-th checkpoint write stops halfway through the file,
-writes ``held`` and waits for ever. Without either it runs to the end, as the same command would.
+Prints the first round it trains. ``--hold-after-round R``: after round R, write
+``OUT_DIR/../held`` and wait for ever (the test kills the process there). ``--hold-in-write K``:
+the K-th checkpoint write stops halfway through the file, writes ``held`` and waits for ever.
+Without either it runs to the end, as the same command would.
 """
 
 import json
@@ -25,13 +26,16 @@ def hold() -> None:
         time.sleep(1)
 
 
-on_round = None
-if "--hold-after-round" in sys.argv:
-    after = int(sys.argv[sys.argv.index("--hold-after-round") + 1])
+after = int(sys.argv[sys.argv.index("--hold-after-round") + 1]) if "--hold-after-round" in sys.argv else None
 
-    def on_round(report):  # noqa: F811
-        if report.round == after:
-            hold()
+
+def on_round(report) -> None:
+    """Say which round the run trained first (a resumed run: the one after its checkpoint)."""
+    if not getattr(on_round, "said", False):
+        print(f"first round {report.round}", flush=True)
+        on_round.said = True
+    if report.round == after:
+        hold()
 
 
 if "--hold-in-write" in sys.argv:

@@ -44,7 +44,7 @@ def test_stop_ends_at_a_round_boundary_and_writes_nothing(tmp_path):
 
     live = LiveRun(on_update=stop_after_two)
     cfg = ExperimentConfig(strategy="collaborative", out_dir=str(out), **RUN)
-    with pytest.raises(RunStopped, match="stopped after round 2; nothing was written") as stopped:
+    with pytest.raises(RunStopped, match="stopped after round 2; no result was written") as stopped:
         run_experiment(cfg, progress=False, on_round=live)
     assert stopped.value.round == 2 and sorted(stopped.value.curves["round"].unique()) == [1, 2]
     assert not out.exists() or not any(out.iterdir())

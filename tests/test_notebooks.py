@@ -43,6 +43,8 @@ OPTIONAL = [
     "reeval_episodes",
     "reselect_top",
     "reselect_episodes",
+    "checkpoint_every",
+    "deadline",
     "setup",
     "settings",
     "plugins",

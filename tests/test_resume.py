@@ -42,7 +42,6 @@ RUN = {
     "reselect_top": 2,
     "reselect_episodes": 2,
     "max_episode_steps": 40,
-    "numerics": "portable",
     "checkpoint_every": 2,
 }
 
@@ -91,11 +90,12 @@ def kill_when_held(proc: subprocess.Popen, held: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def finish_child(out: Path, **changes) -> None:
-    """The same command again, to the end."""
-    proc = start_child(out, **changes)
+def finish_child(out: Path, first_round: int) -> None:
+    """The same command again, to the end; it must continue with round ``first_round``."""
+    proc = start_child(out)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
+    assert f"first round {first_round}\n" in output, output
 
 
 @pytest.mark.parametrize("after_round", [3, 6])
@@ -105,8 +105,10 @@ def test_killed_run_resumes_bit_identical(tmp_path: Path, reference: Path, after
     kill_when_held(start_child(out, "--hold-after-round", str(after_round)), tmp_path / "held")
     assert checkpoint_round(out) == after_round // 2 * 2
     assert not (out / "config.json").exists()
-    finish_child(out)
+    finish_child(out, first_round=after_round // 2 * 2 + 1)
     assert_same_run(out, reference)
+    resumed = json.loads((out / "config.json").read_text())["resumed"]
+    assert [r["round"] for r in resumed] == [after_round // 2 * 2] and resumed[0]["numerics"] == "native"
 
 
 def test_run_killed_while_writing_a_checkpoint_resumes_bit_identical(tmp_path: Path, reference: Path) -> None:
@@ -119,7 +121,7 @@ def test_run_killed_while_writing_a_checkpoint_resumes_bit_identical(tmp_path: P
     assert (
         len(leftovers) == 1 and 0 < leftovers[0].stat().st_size < (out / CHECKPOINT_FILE).stat().st_size * 2
     )
-    finish_child(out)
+    finish_child(out, first_round=3)
     assert_same_run(out, reference)
     assert not list(out.glob(f".{CHECKPOINT_FILE}.*")), "the interrupted write's leftover stays"
 
@@ -141,7 +143,10 @@ def test_stopped_run_resumes_bit_identical(tmp_path: Path, strategy: str, env_id
         cfg = ExperimentConfig(out_dir=str(tmp_path / "part"), **{**RUN, **changes})
         run_experiment(cfg, progress=False, on_round=lambda r: r.round == 5)
     assert checkpoint_round(tmp_path / "part") == 4
-    run(tmp_path / "part", **changes)
+    rounds: list[int] = []
+    cfg = ExperimentConfig(out_dir=str(tmp_path / "part"), **{**RUN, **changes})
+    run_experiment(cfg, progress=False, on_round=lambda r: rounds.append(r.round))
+    assert rounds[0] == 5, "the run did not continue from its checkpoint"
     assert_same_run(tmp_path / "part", tmp_path / "whole")
 
 
@@ -199,6 +204,10 @@ def stopped(tmp_path: Path) -> Path:
 def test_checkpoint_of_another_configuration_is_refused(stopped: Path) -> None:
     before = files(stopped)
     with pytest.raises(
+        ResumeError, match=r"checkpoint_every: 2 there, None here"
+    ):  # also without checkpoints
+        run(stopped, checkpoint_every=None)
+    with pytest.raises(
         ResumeError, match=r"other settings \(lam: 1\.0 there, 1\.1 here, seed: 0 there, 3 here\)"
     ):
         run(stopped, seed=3, lam=1.1)
@@ -214,6 +223,8 @@ def test_checkpoint_of_another_configuration_is_refused(stopped: Path) -> None:
         (lambda b: b[:40], "header is cut short"),
         (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "does not match its SHA-256"),
         (lambda b: b"PK" + b[2:], "does not start like a collab checkpoint"),
+        (lambda b: b.replace(b'"round": 2', b'"round": 4'), "does not match its SHA-256"),
+        (lambda b: b.replace(b'"size"', b'"sise"'), "header lacks fields"),
     ],
 )
 def test_damaged_checkpoint_is_refused(stopped: Path, damage, message: str) -> None:
@@ -224,6 +235,26 @@ def test_damaged_checkpoint_is_refused(stopped: Path, damage, message: str) -> N
         run(stopped)
     assert files(stopped) == before
     assert checkpoint_round(stopped) is None
+
+
+def test_unpicklable_strategy_state_is_refused_before_training(tmp_path: Path, monkeypatch) -> None:
+    from collab.strategies.collaborative import Collaborative
+
+    monkeypatch.setattr(Collaborative, "state", lambda self: {"f": lambda: None})
+    with pytest.raises(ConfigError, match=r"strategy='collaborative' cannot be checkpointed"):
+        run(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_completed_before_its_checkpoint_was_removed_is_reused(tmp_path: Path, reference: Path) -> None:
+    """A kill between config.json and deleting resume.ckpt: the complete run is loaded, the file goes."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    (out / CHECKPOINT_FILE).write_bytes(b"left behind")
+    result = run_experiment(ExperimentConfig(out_dir=str(out), **RUN), progress=False)
+    assert result.reused and not (out / CHECKPOINT_FILE).exists()
 
 
 def test_slurm_time_left_is_parsed() -> None:

@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -390,3 +391,18 @@ def test_jobs_longer_than_their_time_limit_finish_through_retries(cluster: Clust
             pd.testing.assert_frame_equal(read_results(got, name), read_results(want, name), obj=name)
         assert (got / "population.safetensors").read_bytes() == (want / "population.safetensors").read_bytes()
         assert not (got / "resume.ckpt").exists()
+
+
+@pytest.mark.slurm
+def test_a_run_inside_a_job_knows_its_time_limit(cluster: Cluster, tmp_path: Path) -> None:
+    """slurm_deadline() in a job of 3 minutes: the time left from squeue, less a tenth of it (< 60 s)."""
+    out = tmp_path / "left.txt"
+    code = "import time; from collab.resume import slurm_deadline; print(slurm_deadline() - time.time())"
+    account = [f"--account={cluster.account}"] if cluster.account else []
+    r = _cmd(
+        "sbatch", "--wait", "--time=3", f"--partition={cluster.partition}", *account, f"--output={out}",
+        "--wrap", f"{sys.executable} -c '{code}'",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr + out.read_text() if out.exists() else r.stderr
+    left = float(out.read_text().strip().splitlines()[-1])
+    assert 120 < left <= 180 * 0.9, left

@@ -11,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from collab.config import ConfigError
 from collab.paper import ENVS as PAPER_ENVS
-from collab.results import RESULT_FILES, is_complete_run, read_csv_checked
+from collab.results import RESULT_FILES, VOLATILE_COLUMNS, is_complete_run, read_csv_checked
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
@@ -368,6 +369,16 @@ def test_report_fills_generated_blocks_and_refuses_missing_files(tmp_path):
         report.fill(text + "<!-- generated:claims -->\n<!-- /generated:claims -->\n", tmp_path)
     with pytest.raises(report.ReportError, match="no <!-- generated"):
         report.fill("nothing to fill\n", tmp_path)
+    # another profile's block: figures/<other>/<name>.md beside the report's profile folder
+    (tmp_path / "reduced").mkdir()
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "table1.md").write_text("| paper |\n")
+    other = "<!-- generated:paper/table1 -->\n<!-- /generated:paper/table1 -->\n"
+    filled, names = report.fill(other, tmp_path / "reduced")
+    assert names == ["paper/table1"]
+    assert filled.endswith(
+        "paper/table1.md by workflow/scripts/report.py -->\n| paper |\n<!-- /generated:paper/table1 -->\n"
+    )
 
 
 def test_named_setups_two_of_one_strategy() -> None:
@@ -437,3 +448,33 @@ def test_only_envs_restricts_the_grid(tmp_path: Path) -> None:
         grid = load_grid({**config, "only_envs": only}, check_env=False)
         assert grid.envs == expected  # in the config's order
         assert {c.env_id for c in grid.cells} == set(expected)
+
+
+def test_runs_that_pause_before_their_deadline_finish_through_retries(tmp_path: Path) -> None:
+    """A run with checkpoints inside a SLURM job whose time is up (a stand-in ``squeue`` on PATH says
+    0:00 left) pauses at every checkpoint (RunPaused: the job fails); Snakemake's retries continue it
+    one segment per attempt, and the results equal the same grid without a deadline. No clock decides
+    anything here: with no time left, every attempt pauses at its first checkpoint."""
+    grid = {**TINY_WORKFLOW, "setups": [{"strategy": "collaborative", "n_agents": 2}], "seeds": [0]}
+    grid["defaults"] = {**TINY_WORKFLOW["defaults"], "episodes_per_agent": 6, "checkpoint_every": 1}
+    configfile = write_config(tmp_path / "tiny.yaml", grid)
+    reference, work, bin_dir = tmp_path / "reference", tmp_path / "work", tmp_path / "bin"
+    for d in (reference, work, bin_dir):
+        d.mkdir()
+    r = snakemake(reference, "grid", "--cores", "1", "--configfile", str(configfile))
+    assert r.returncode == 0, r.stderr[-4000:]
+    squeue = bin_dir / "squeue"
+    squeue.write_text("#!/bin/sh\necho 0:00\n")
+    squeue.chmod(0o755)
+    env = {**os.environ, "SLURM_JOB_ID": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    r = snakemake(work, "grid", "--cores", "1", "--configfile", str(configfile), "--retries", "2", env=env)
+    output = r.stdout + r.stderr
+    assert r.returncode == 0, output[-4000:]
+    assert output.count("Error in rule train") == 2, output[-4000:]  # paused after rounds 1 and 2
+    got, want = _run_dir(work, "collaborative_2", 0), _run_dir(reference, "collaborative_2", 0)
+    for name in ("curves.csv", "final.csv", "sharing.csv"):
+        a, b = (pd.read_csv(d / name).drop(columns=VOLATILE_COLUMNS) if name == "curves.csv" else
+                pd.read_csv(d / name) for d in (got, want))  # fmt: skip
+        pd.testing.assert_frame_equal(a, b, obj=name)
+    assert (got / "population.safetensors").read_bytes() == (want / "population.safetensors").read_bytes()
+    assert [r["round"] for r in json.loads((got / "config.json").read_text())["resumed"]] == [1, 2]

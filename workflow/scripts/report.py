@@ -2,7 +2,8 @@
 
 Usage: python workflow/scripts/report.py PROFILE [REPORT]
 A block is the text between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; it is
-replaced by figures/<PROFILE>/<NAME>.md (written by the analysis notebooks: table1, costs, claims).
+replaced by figures/<PROFILE>/<NAME>.md (written by the analysis notebooks: table1, costs, claims);
+a block named ``OTHER/NAME`` takes figures/OTHER/NAME.md, another profile's (e.g. ``paper/table1``).
 The numbers in those blocks therefore come from the data, never by hand. Writes the report
 atomically; a missing file or marker is an error and changes nothing.
 """
@@ -18,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from collab.results import atomic_write_text  # noqa: E402
 
-BLOCK = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.DOTALL)
+BLOCK = re.compile(r"(<!-- generated:(\w+(?:/\w+)?) -->\n)(.*?)(<!-- /generated:\2 -->)", re.DOTALL)
 
 
 class ReportError(ValueError):
@@ -30,15 +31,19 @@ def fill(text: str, sources: Path) -> tuple[str, list[str]]:
     names = [m.group(2) for m in BLOCK.finditer(text)]
     if not names:
         raise ReportError("no <!-- generated:NAME --> ... <!-- /generated:NAME --> blocks in the report")
-    missing = [n for n in names if not (sources / f"{n}.md").is_file()]
-    if missing:
-        raise ReportError(f"missing generated files {[str(sources / f'{n}.md') for n in missing]}")
 
-    shown = sources.relative_to(REPO) if sources.is_relative_to(REPO) else sources
+    def source(name: str) -> Path:  # OTHER/NAME: another profile's folder beside ``sources``
+        return (sources.parent if "/" in name else sources) / f"{name}.md"
+
+    missing = [str(source(n)) for n in names if not source(n).is_file()]
+    if missing:
+        raise ReportError(f"missing generated files {missing}")
 
     def repl(m: re.Match[str]) -> str:
-        body = (sources / f"{m.group(2)}.md").read_text(encoding="utf-8").rstrip("\n")
-        src = f"<!-- from {shown}/{m.group(2)}.md by workflow/scripts/report.py -->"
+        path = source(m.group(2))
+        body = path.read_text(encoding="utf-8").rstrip("\n")
+        shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        src = f"<!-- from {shown} by workflow/scripts/report.py -->"
         return f"{m.group(1)}{src}\n{body}\n{m.group(4)}"
 
     return BLOCK.sub(repl, text), names
