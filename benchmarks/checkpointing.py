@@ -18,7 +18,9 @@ costs in two ways, both measured in that run:
   the segment's own seconds per environment step.
 
 ``overhead`` = (direct + dropped steps x seconds per step) / the segment's wall time (from ``curves.csv``,
-round 5). Writes ``benchmarks/results/checkpointing.{csv,md}``.
+round 5). Writes ``benchmarks/results/checkpointing.{csv,md}`` after every environment; a later call
+replaces the rows of the environments it measures and keeps the others (each row says when and with how
+many agents it was measured).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def measure(env_id: str, agents: int, episodes: int) -> dict:
         "dropped_steps": int(seen["dropped_steps"]),
         "overhead_pct": round(100 * overhead, 2),
         "run_s": round(total, 1),
+        "date": str(dt.date.today()),
     }
 
 
@@ -103,23 +106,27 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=600, help="per agent (> 500: one boundary)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    rows = []
-    for env_id in args.envs:
-        rows.append(measure(env_id, args.agents, args.episodes))
-        print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    table.to_csv(RESULTS / "checkpointing.csv", index=False)
-    envs = f" --envs {' '.join(args.envs)}" if args.envs != ENVS else ""
-    cmd = f"python benchmarks/checkpointing.py{envs}"
-    md = (
-        f"# Checkpoint cost at the paper profile's checkpoint_every ({dt.date.today()})\n\n"
-        f"`{cmd}` on {platform.processor() or platform.machine()}, one torch thread; "
-        f"{args.agents} collaborative agents, {args.episodes} episodes each, one boundary after round 5.\n\n"
-        + table.to_markdown(index=False)
-        + "\n"
-    )
-    (RESULTS / "checkpointing.md").write_text(md)
+    csv = RESULTS / "checkpointing.csv"
+    for env_id in args.envs:
+        row = measure(env_id, args.agents, args.episodes)
+        print(row, flush=True)
+        table = pd.read_csv(csv) if csv.is_file() else pd.DataFrame()
+        if len(table):
+            table = table[table["env_id"] != env_id]
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+        table["order"] = table["env_id"].map({e: i for i, e in enumerate(ENVS)})
+        table = table.sort_values("order").drop(columns="order")
+        table.to_csv(csv, index=False)
+        md = (
+            "# Checkpoint cost at the paper profile's checkpoint_every\n\n"
+            f"`python benchmarks/checkpointing.py [--envs ...] [--agents N]` on "
+            f"{platform.processor() or platform.machine()}, one torch thread; collaborative agents, "
+            f"{args.episodes} episodes each, one boundary after round 5.\n\n"
+            + table.to_markdown(index=False)
+            + "\n"
+        )
+        (RESULTS / "checkpointing.md").write_text(md)
     print(md)
 
 

@@ -287,12 +287,9 @@ class ExperimentConfig:
     Each can also be given as a keyword of its own, as earlier versions had them:
     ``ExperimentConfig(rule="sign_robust")`` (a keyword set to None is not given)."""
     checkpoint_every: int | None = None
-    """None: no checkpoints (the paper). K >= 1: every K-th round ends at a segment boundary, where the
-    run's whole state is saved to ``<out_dir>/resume.ckpt`` and the training environments start anew
-    (seeded from the seed and the round), so that a run interrupted at any moment and started again
-    continues from its last checkpoint exactly as the uninterrupted run (:mod:`collab.resume`). The
-    boundaries are part of the algorithm: results depend on K (and equal None's only where no boundary
-    falls)."""
+    """None: no checkpoints (the paper). K >= 1: every K rounds the run saves its state to
+    ``<out_dir>/resume.ckpt`` and its training environments start anew, so that a rerun continues it
+    bit for bit; results depend on K (:mod:`collab.resume`)."""
     setup: str | None = None
     """Name of the setup (Table 1 column, run folder) this run belongs to; None: derived from
     ``strategy`` and ``n_agents`` (``independent``, ``collaborative_4``, ...)."""
@@ -409,8 +406,7 @@ class ExperimentConfig:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (for config.json); ``checkpoint_every`` only where set, so that the
-        config.json of a run without checkpoints is the one earlier versions wrote."""
+        """Plain-dict form (for config.json); ``checkpoint_every`` only where set (as earlier versions)."""
         d = dataclasses.asdict(self.resolved())
         if d["checkpoint_every"] is None:
             del d["checkpoint_every"]

@@ -5,7 +5,7 @@ With ``checkpoint_every`` = K (:class:`collab.ExperimentConfig`), every K-th rou
 decision, everything the rest of the run depends on is written atomically to
 ``<out_dir>/resume.ckpt`` — every agent's parameters, Adam moments and step counts, observation and
 return statistics, learning rates and entropy coefficients, random generator states; the strategy's
-state (UCB statistics, PBT's perturbed hyperparameters and generator); the best checkpoint and the
+state (UCB statistics; perturbed hyperparameters and generators); the best checkpoint and the
 re-selection candidates so far; episode and step counters; the curves and share events so far. Then
 the episodes still running in the training environments are dropped (their steps were already
 learned from, bootstrapped at the end of the last rollout, as at any rollout's end) and the

@@ -125,6 +125,8 @@ def test_every_parameter_reaches_the_config(papermill, tmp_path: Path) -> None:
         "reeval_episodes": 2,
         "reselect_top": 2,
         "reselect_episodes": 1,
+        "checkpoint_every": 1,
+        "deadline": None,  # a run's, not the configuration's (no SLURM job here)
         "setup": "my_setup",
         "settings": {"reward_estimate": "last_round"},
         "plugins": None,
@@ -137,7 +139,15 @@ def test_every_parameter_reaches_the_config(papermill, tmp_path: Path) -> None:
     settings = {"rule": "sign_robust", "source_choice": "random", "stats_after_copy": "reset"}
     assert config["settings"] == {**settings, "reward_estimate": "last_round"}
     for name, value in values.items():
-        if name in (*settings, "settings", "plugins", "reward_estimate", "pbt_quantile", "pbt_perturb"):
+        if name in (
+            *settings,
+            "settings",
+            "plugins",
+            "reward_estimate",
+            "pbt_quantile",
+            "pbt_perturb",
+            "deadline",
+        ):
             continue
         got = config[name]
         if name == "ppo":  # the resolved settings: the overrides over the environment's defaults
