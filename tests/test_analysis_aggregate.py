@@ -150,3 +150,21 @@ def test_matched_comparison_known_answers():
     pairs = [("vs independent_2", "independent", "independent_2")]
     tie = A.compare_setups(scores.assign(score=0.5), pairs, n_boot=200).iloc[0]
     assert tie["estimate"] == 0.5 and tie["ci_low"] == tie["ci_high"] == 0.5
+
+
+def test_key_setups_pick_the_sign_robust_lambda_with_the_highest_iqm() -> None:
+    setups = [
+        {"name": "independent", "strategy": "independent", "n_agents": 8},
+        {"name": "collaborative_8", "strategy": "collaborative", "n_agents": 8},
+        {"name": "r1", "strategy": "collaborative", "n_agents": 8, "rule": "sign_robust", "lam": 1.02},
+        {"name": "r2", "strategy": "collaborative", "n_agents": 8, "rule": "sign_robust", "lam": 1.1},
+        {"name": "pbt8", "strategy": "pbt", "n_agents": 8},
+        {"name": "pbt8_noperturb", "strategy": "pbt", "n_agents": 8},
+    ]
+    # r1's scores 0, 0.1, ..., 0.7 (IQM of the middle four: 0.35); r2's 0.2 everywhere but one 5.0
+    # (IQM 0.2: the outlier is trimmed), so r1 is shown although r2 has the higher mean
+    rows = [("Acrobot-v1", "r1", s, 0.1 * s) for s in range(8)]
+    rows += [("Acrobot-v1", "r2", s, 5.0 if s == 0 else 0.2) for s in range(8)]
+    scores = pd.DataFrame(rows, columns=["env_id", "setup", "seed", "score"])
+    assert A.key_setups(setups, scores) == ["independent", "collaborative_8", "r1", "pbt8"]
+    assert A.key_setups(setups[:2], scores) == []

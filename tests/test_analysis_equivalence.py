@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from test_study import SETUPS, _final
@@ -89,3 +90,34 @@ def test_power_table_pools_the_setups_spread():
     var = (np.var([10, 12, 14, 16], ddof=1) + np.var([30, 31, 33, 34], ddof=1)) / 2 / 100**2
     assert power["sd"] == pytest.approx(math.sqrt(var))
     assert power["seeds"] == A.seeds_for_power(math.sqrt(var), 0.1)
+
+
+def _eq_table() -> pd.DataFrame:
+    rows = [  # env, setup, diff, low, high, verdict, flag
+        ("Acrobot-v1", "a", 0.01, -0.05, 0.07, "equivalent", ""),
+        ("Pendulum-v1", "a", 0.20, 0.05, 0.35, "better", ""),
+        ("Acrobot-v1", "b", -0.02, -0.30, 0.26, "inconclusive", ""),
+        ("Taxi-v4", "b", 0.90, 0.80, 1.00, "better", "tie-break"),
+    ]
+    return pd.DataFrame(
+        [{"env_id": e, "setup": s, "baseline": "independent", "measure": "selected", "diff": d,
+          "diff_low": lo, "diff_high": hi, "margin": 0.1, "verdict": v, "flag": f}
+         for e, s, d, lo, hi, v, f in rows]
+    )  # fmt: skip
+
+
+def test_equivalence_bounds_and_sentences_leave_flagged_cells_out() -> None:
+    bounds = A.equivalence_bounds(_eq_table()).set_index("setup")
+    assert bounds.loc["a", ["envs", "equivalent", "better"]].tolist() == [2, 1, 1]
+    assert (bounds.loc["a", "gain_bound"], bounds.loc["a", "loss_bound"]) == (0.35, -0.05)
+    # b's flagged Taxi cell (+1.00) does not set its bound
+    assert (bounds.loc["b", "envs"], bounds.loc["b", "gain_bound"], bounds.loc["b", "loss_bound"]) == (
+        1,
+        0.26,
+        -0.30,
+    )
+    text = A.equivalence_sentences(_eq_table())
+    assert "(3 cells; 1 on Taxi-v4 flagged and left out)" in text
+    assert "equivalent within ±10% of the gap in 1" in text
+    assert "better in 1 (a on Pendulum-v1 +20.0% [+5.0%, +35.0%])" in text
+    assert "excludes a gain above +35.0% of the gap and a loss beyond -30.0%" in text

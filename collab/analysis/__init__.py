@@ -17,7 +17,10 @@ One module per concept, every public name importable from here:
   row order, display;
 - :mod:`collab.analysis.stats`: intervals and tests over seeds, Holm's adjustment, seeds needed;
 - :mod:`collab.analysis.tables`: Table 1 (and its selection-free twin), the achievability of a
-  value, the selection check, run counts, costs and the seeds a precision needs;
+  value, run counts, costs and the seeds a precision needs;
+- :mod:`collab.analysis.protocol`: the evaluation protocol measured: the winner's curse of selection,
+  selections that were tie-breaks (flagged environments), evaluation noise, Table 1 by the paper's 10
+  episodes beside the whole evaluation;
 - :mod:`collab.analysis.curves`: Figures 1-3 (learning curves, convergence, variance) and shares;
 - :mod:`collab.analysis.verdicts`: the headline claims, their estimates, p-values and verdicts;
 - :mod:`collab.analysis.aggregate`: normalised scores and aggregate metrics across environments, and
@@ -43,6 +46,7 @@ from collab.analysis.aggregate import (
     compare_setups,
     improvement,
     iqm,
+    key_setups,
     matched_comparison,
     mean_score,
     median_score,
@@ -76,6 +80,8 @@ from collab.analysis.equivalence import (
     MARGIN,
     POWER_COLUMNS,
     env_equivalence,
+    equivalence_bounds,
+    equivalence_sentences,
     equivalence_summary,
     power_table,
 )
@@ -91,12 +97,27 @@ from collab.analysis.io import (
     figures_dir,
     load_population_eval,
     load_profile,
+    load_reselection,
+    load_run_files,
     load_setups,
     paper_order,
     profile_dir,
     project_root,
     rounded,
     write_profile,
+)
+from collab.analysis.protocol import (
+    NOISE_COLUMNS,
+    PAPER_EPISODES,
+    TIE_BREAK,
+    evaluation_noise,
+    flags,
+    selection_check,
+    selection_ties,
+    spearman_brown,
+    table1_episodes,
+    tie_broken_envs,
+    without_flagged,
 )
 from collab.analysis.selectivity import (
     RUN_SELECTIVITY_COLUMNS,
@@ -156,6 +177,7 @@ from collab.analysis.study import (
     VERDICT_COLUMNS,
     env_verdicts,
     extreme_runs,
+    holm_disagreements,
     study_pairs,
     verdict_matrix,
     verdict_sentences,
@@ -175,7 +197,6 @@ from collab.analysis.tables import (
     run_counts,
     save_table1,
     seeds_for_width,
-    selection_check,
     table1,
     table1_beside,
     table1_latex,
@@ -186,6 +207,7 @@ from collab.analysis.tables import (
 from collab.analysis.verdicts import (
     ALPHA,
     CLAIM_COLUMNS,
+    SELECTED_MEASURES,
     VARIANCE_MEASURES,
     add_holm,
     claim_convergence,
@@ -229,6 +251,7 @@ __all__ = [
     "compare_setups",
     "improvement",
     "iqm",
+    "key_setups",
     "matched_comparison",
     "mean_score",
     "median_score",
@@ -264,6 +287,8 @@ __all__ = [
     "check_columns",
     "figures_dir",
     "load_population_eval",
+    "load_reselection",
+    "load_run_files",
     "load_profile",
     "load_setups",
     "paper_order",
@@ -279,6 +304,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "VERDICT_COLUMNS",
     "extreme_runs",
+    "holm_disagreements",
     "population_per_run",
     "study_pairs",
     "verdict_matrix",
@@ -286,6 +312,8 @@ __all__ = [
     "verdict_sentences",
     "env_equivalence",
     "env_verdicts",
+    "equivalence_bounds",
+    "equivalence_sentences",
     "equivalence_summary",
     "power_table",
     "EQUIVALENCE_COLUMNS",
@@ -346,6 +374,16 @@ __all__ = [
     "save_table1",
     "seeds_for_width",
     "selection_check",
+    "NOISE_COLUMNS",
+    "PAPER_EPISODES",
+    "TIE_BREAK",
+    "evaluation_noise",
+    "flags",
+    "selection_ties",
+    "spearman_brown",
+    "table1_episodes",
+    "tie_broken_envs",
+    "without_flagged",
     "table1",
     "table1_beside",
     "table1_latex",
@@ -354,6 +392,7 @@ __all__ = [
     "table1_wide",
     "ALPHA",
     "CLAIM_COLUMNS",
+    "SELECTED_MEASURES",
     "VARIANCE_MEASURES",
     "add_holm",
     "claim_convergence",

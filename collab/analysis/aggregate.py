@@ -456,3 +456,20 @@ def matched_comparison(
     :func:`baseline_pairs`. ``setups`` is a profile's setups (``ProfileData.setup_info``)."""
     pairs = baseline_pairs(setups, reference)
     return compare_setups(scores, pairs, envs, method, confidence, n_boot, seed)
+
+
+def key_setups(setups: Sequence[Mapping[str, Any]], scores: pd.DataFrame) -> list[str]:
+    """The setups a short figure shows, where the profile has them: ``independent``, the paper's
+    setting ``collaborative_8``, the sign-robust setup (``rule: sign_robust``) whose runs have the
+    highest IQM of ``scores`` over the environments (chosen after the runs, for display only), and
+    the first PBT setup. Empty when the profile has no sign-robust setup."""
+    names = [str(s["name"]) for s in setups]
+    robust = [str(s["name"]) for s in setups if s.get("rule") == "sign_robust"]
+    if not robust:
+        return []
+    tasks = _common_tasks(scores, robust, present_envs(scores))
+    iqms = {n: float(iqm(*_task_arrays(scores, n, tasks))) if tasks else -math.inf for n in robust}
+    best = max(robust, key=lambda n: (iqms[n], -robust.index(n)))
+    pbt = [str(s["name"]) for s in setups if s.get("strategy") == "pbt"]
+    wanted = ["independent", PAPER_SETTING, best, *pbt[:1]]
+    return [n for n in wanted if n in names]

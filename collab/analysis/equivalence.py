@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from collab.analysis.protocol import TIE_BREAK
 from collab.analysis.setups import PAPER_SETTING
 from collab.analysis.stats import (
     CONFIDENCE,
@@ -42,9 +43,9 @@ MARGIN = 0.1
 BASELINES = ("independent", PAPER_SETTING)
 EQUIVALENCE_COLUMNS = [
     "env_id", "setup", "baseline", "measure", "n_setup", "n_baseline", "diff", "diff_low", "diff_high",
-    "margin", "verdict", "tost_p",
+    "margin", "verdict", "tost_p", "flag",
 ]  # fmt: skip
-POWER_COLUMNS = ["env_id", "measure", "setups", "sd", "margin", "power", "seeds"]
+POWER_COLUMNS = ["env_id", "measure", "setups", "sd", "margin", "power", "seeds", "flag"]
 
 
 def _per_run(final: pd.DataFrame, population: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
@@ -52,6 +53,10 @@ def _per_run(final: pd.DataFrame, population: pd.DataFrame | None) -> dict[str, 
     if population is not None and len(population):
         per_run["population"] = population_per_run(population)
     return per_run
+
+
+def _flag(measure: str, env: str, flagged: Mapping[str, str] | None) -> str:
+    return TIE_BREAK if measure == "selected" and env in (flagged or {}) else ""
 
 
 def _shares_agents(setup: str, baseline: str) -> bool:
@@ -67,12 +72,15 @@ def env_equivalence(
     envs: Sequence[str] | None = None,
     references: Mapping[str, ScoreReference] = SCORE_REFERENCES,
     confidence: float = CONFIDENCE,
+    flagged: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per environment with a reference, measure and (setup, baseline) of :data:`BASELINES`
     where both ran (a pair once, in its first direction): ``diff`` = (mean(setup) - mean(baseline)) /
     gap with Welch's interval [diff_low, diff_high] (the largest loss and gain not excluded), the
     verdict against ``margin`` and the TOST p-value. Measures: ``selected`` (final.csv) and
-    ``population`` (population_eval.csv)."""
+    ``population`` (population_eval.csv). ``flagged``: {env_id: reason} of the environments whose
+    selected agent is a tie-break (:func:`collab.analysis.tie_broken_envs`); their ``selected`` rows
+    carry ``flag`` = ``tie-break`` (others: empty) and are not counted by :func:`equivalence_summary`."""
     names = [str(s["name"]) for s in setups]
     pairs: list[tuple[str, str]] = []
     for base in BASELINES:  # a pair compared once, in its first direction
@@ -105,6 +113,7 @@ def env_equivalence(
                             "margin": margin,
                             "verdict": margin_verdict(t.ci_low, t.ci_high, margin),
                             "tost_p": tost(a, b, margin),
+                            "flag": _flag(measure, env, flagged),
                         }
                     )
     return pd.DataFrame(rows, columns=EQUIVALENCE_COLUMNS)
@@ -118,10 +127,12 @@ def power_table(
     power: float = 0.8,
     envs: Sequence[str] | None = None,
     references: Mapping[str, ScoreReference] = SCORE_REFERENCES,
+    flagged: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Per environment and measure: the per-seed spread in gap units (the root mean of the setups'
     variances) and the seeds per setup that give the two-sided two-sample test ``power`` against a
-    true difference of ``margin`` (:func:`collab.analysis.stats.seeds_for_power`)."""
+    true difference of ``margin`` (:func:`collab.analysis.stats.seeds_for_power`); ``flag`` as in
+    :func:`env_equivalence`."""
     names = {str(s["name"]) for s in setups}
     rows = []
     for measure, ps in _per_run(final, population).items():
@@ -141,16 +152,96 @@ def power_table(
                     "margin": margin,
                     "power": power,
                     "seeds": seeds_for_power(sd, margin, power),
+                    "flag": _flag(measure, env, flagged),
                 }
             )
     return pd.DataFrame(rows, columns=POWER_COLUMNS)
 
 
 def equivalence_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per measure and baseline: how many cells got each verdict."""
+    """Per measure and baseline: how many cells got each verdict, and ``flagged``: the flagged cells,
+    left out of the counts."""
+    cols = ["measure", "baseline", "cells", *MARGIN_VERDICTS, "flagged"]
     if table.empty:
-        return pd.DataFrame(columns=["measure", "baseline", "cells", *MARGIN_VERDICTS])
-    counts = table.groupby(["measure", "baseline"])["verdict"].value_counts().unstack(fill_value=0)
+        return pd.DataFrame(columns=cols)
+    is_flagged = table["flag"].fillna("").astype(str) != "" if "flag" in table else False
+    keys = ["measure", "baseline"]
+    counts = table[~is_flagged].groupby(keys)["verdict"].value_counts().unstack(fill_value=0)
     counts = counts.reindex(columns=list(MARGIN_VERDICTS), fill_value=0)
     counts.insert(0, "cells", counts.sum(axis=1))
-    return counts.reset_index()
+    n_flagged = pd.Series(is_flagged, index=table.index).groupby([table[k] for k in keys]).sum()
+    counts = counts.reindex(n_flagged.index, fill_value=0)
+    counts["flagged"] = n_flagged.astype(int)
+    return counts.reset_index()[cols]
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:+.1f}%"
+
+
+def equivalence_sentences(table: pd.DataFrame) -> str:
+    """:func:`env_equivalence` in words, per measure and baseline (flagged cells counted apart): the
+    verdicts against the margin, the cells decided either way, and the gain and loss that every
+    interval excludes (beyond the highest upper and the lowest lower end), in % of the gap."""
+    titles = {"selected": "selected agent", "population": "all final agents"}  # study.MEASURE_TITLES
+    lines = []
+    for (measure, baseline), g in table.groupby(["measure", "baseline"], sort=False):
+        flagged = g["flag"].fillna("").astype(str) != "" if "flag" in g else pd.Series(False, index=g.index)
+        left_out, g = g[flagged], g[~flagged]
+        head = f"- **{titles.get(measure, measure)}, against {baseline}** ({len(g)} cells"
+        if len(left_out):
+            envs = ", ".join(dict.fromkeys(left_out["env_id"]))
+            head += f"; {len(left_out)} on {envs} flagged and left out"
+        head += ")"
+        if g.empty:
+            lines.append(head + ".")
+            continue
+        margin = float(g["margin"].iloc[0])
+        parts = []
+        counts = g["verdict"].value_counts()
+        n_eq = int(counts.get("equivalent", 0))
+        parts.append(f"equivalent within ±{100 * margin:.0f}% of the gap in {n_eq}")
+        for word in ("better", "worse"):
+            hit = g[g["verdict"] == word]
+            if len(hit):
+                cells = "; ".join(
+                    f"{r.setup} on {r.env_id} {_pct(r.diff)} [{_pct(r.diff_low)}, {_pct(r.diff_high)}]"
+                    for r in hit.itertuples()
+                )
+                parts.append(f"{word} in {len(hit)} ({cells})")
+        parts.append(f"inconclusive in {int(counts.get('inconclusive', 0))}")
+        hi, lo = g.loc[g["diff_high"].idxmax()], g.loc[g["diff_low"].idxmin()]
+        parts.append(
+            f"every interval excludes a gain above {_pct(hi['diff_high'])} of the gap and a loss beyond "
+            f"{_pct(lo['diff_low'])} (the widest: {hi['setup']} on {hi['env_id']}, {lo['setup']} on "
+            f"{lo['env_id']})"
+        )
+        lines.append(head + ": " + "; ".join(parts) + ".")
+    return "\n".join(lines) + "\n"
+
+
+BOUND_COLUMNS = ["measure", "baseline", "setup", "envs", "equivalent", "better", "worse", "inconclusive"]
+BOUND_COLUMNS += ["gain_bound", "loss_bound"]
+
+
+def equivalence_bounds(table: pd.DataFrame) -> pd.DataFrame:
+    """Per measure, baseline and setup, over its environments (flagged cells left out): the verdict
+    counts, ``gain_bound``, the highest upper end of its intervals (no environment's interval allows
+    a larger gain), and ``loss_bound``, the lowest lower end, in units of the gap."""
+    if "flag" in table:
+        table = table[table["flag"].fillna("").astype(str) == ""]
+    rows = []
+    for (measure, baseline, setup), g in table.groupby(["measure", "baseline", "setup"], sort=False):
+        counts = g["verdict"].value_counts()
+        rows.append(
+            {
+                "measure": measure,
+                "baseline": baseline,
+                "setup": setup,
+                "envs": len(g),
+                **{v: int(counts.get(v, 0)) for v in MARGIN_VERDICTS},
+                "gain_bound": float(g["diff_high"].max()),
+                "loss_bound": float(g["diff_low"].min()),
+            }
+        )
+    return pd.DataFrame(rows, columns=BOUND_COLUMNS)

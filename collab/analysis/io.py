@@ -3,7 +3,7 @@
 A profile's inputs are ``data/<profile>/{curves,final,sharing}.csv`` (schema: ``collab.results``),
 ``data/<profile>/setups.json`` where the workflow wrote it (the config's setups, in its order:
 :mod:`collab.analysis.setups`) and, where a run re-evaluated its final agents,
-``data/<profile>/runs/*/*/seed*/population_eval.csv``;
+``data/<profile>/runs/*/*/seed*/population_eval.csv`` (and ``reselection.csv``);
 its tables and figures go to ``figures/<profile>/``, or to ``$COLLAB_FIGURES_DIR/<profile>/`` when that
 environment variable is set (the test session sets it to a temporary folder, so nbval never rewrites
 the committed figures). The repository root is found from the working directory, so the notebooks run
@@ -45,6 +45,9 @@ FIGURES_ENV = "COLLAB_FIGURES_DIR"
 #: agent and episode.
 POPULATION_EVAL = "population_eval.csv"
 POPULATION_EVAL_COLUMNS: list[str] = ["agent", "episode", "return"]
+#: A run's candidates for selection re-validated on fresh episodes (where it set ``reselect_top``).
+RESELECTION = "reselection.csv"
+RESELECTION_COLUMNS: list[str] = ["candidate", "agent", "round", "val_return", "reselect_return", "selected"]
 
 
 class ProfileData(NamedTuple):
@@ -170,12 +173,38 @@ def load_population_eval(
     left out of an analysis (``only_envs``, or runs finished since the aggregation) stay out. Raises
     ``ResultsError`` for a file without the columns agent, episode, return.
     """
+    return load_run_files(profile, POPULATION_EVAL, POPULATION_EVAL_COLUMNS, root, data_dir, runs_of)
+
+
+def load_reselection(
+    profile: str,
+    root: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    runs_of: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every run's ``reselection.csv`` (the candidates re-validated on fresh episodes, where a run
+    set ``reselect_top``) under a profile, as one frame: env_id, setup, seed and
+    :data:`RESELECTION_COLUMNS`; keys and ``runs_of`` as :func:`load_population_eval`."""
+    return load_run_files(profile, RESELECTION, RESELECTION_COLUMNS, root, data_dir, runs_of)
+
+
+def load_run_files(
+    profile: str,
+    name: str,
+    columns: Sequence[str],
+    root: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    runs_of: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The file ``name`` of every run folder under a profile (``runs/<env>/<setup>/seed<k>/``), its
+    ``columns`` with the run's keys in front (see :func:`load_population_eval`)."""
     d = Path(data_dir) if data_dir is not None else profile_dir(profile, root)
-    cols = [*RUN_KEYS, *POPULATION_EVAL_COLUMNS]
+    columns = list(columns)
+    cols = [*RUN_KEYS, *columns]
     parts = []
-    for path in sorted(d.glob(f"runs/*/*/seed*/{POPULATION_EVAL}")):
+    for path in sorted(d.glob(f"runs/*/*/seed*/{name}")):
         df = pd.read_csv(path)
-        missing = [c for c in POPULATION_EVAL_COLUMNS if c not in df.columns]
+        missing = [c for c in columns if c not in df.columns]
         if missing:
             raise ResultsError(f"{path}: missing columns {missing} (has {list(df.columns)})")
         if set(RUN_KEYS) <= set(df.columns):
@@ -192,7 +221,7 @@ def load_population_eval(
                 "setup": cfg.get("setup") or folder["setup"],
                 "seed": int(cfg["seed"]),
             }
-        parts.append(df[POPULATION_EVAL_COLUMNS].assign(**keys)[cols])
+        parts.append(df[columns].assign(**keys)[cols])
     if not parts:
         return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True)

@@ -4,14 +4,18 @@ For every environment and every pair (comparison, setup, baseline) of :func:`stu
 matched-compute independent baseline, the paper's setting ``collaborative_8``, and, for collaborative
 setups, the first PBT setup), the difference of the two setups' mean return over seeds with Welch's
 95% interval and p-value (the test's level measured at 5 and 10 seeds in ``benchmarks/coverage.py``),
-Holm's adjustment over all cells of one measure, a verdict (``better``, ``worse``, ``inconclusive``)
+Holm's adjustment in two families, stated because they can disagree: all cells of one measure
+(every question the study asks of it) and the cells of one measure and comparison (one question, e.g.
+matched compute), a verdict (``better``, ``worse``, ``inconclusive``)
 and the seeds per setup that would decide an inconclusive cell if its difference and spread stayed
 as measured (:func:`collab.analysis.stats.seeds_to_decide`).
 
 Two measures of a run: ``selected``, the mean final evaluation return of its selected agent (Table
 1's per-seed value), and ``population``, the mean return of all its final agents re-evaluated
 (``population_eval.csv``; selection-free). :func:`extreme_runs` names the runs whose selected agent
-scored highest and lowest per environment (the agents ``agent_gifs: best_worst`` records).
+scored highest and lowest per environment (the agents ``agent_gifs: best_worst`` records). Where an
+environment's selection was a tie-break (:func:`collab.analysis.tie_broken_envs`: Taxi), its
+selected-agent cells are flagged and kept out of the Holm families and the counts.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from collab.analysis.aggregate import baseline_pairs
+from collab.analysis.protocol import TIE_BREAK
 from collab.analysis.setups import PAPER_SETTING, sharing_strategy
 from collab.analysis.stats import CONFIDENCE, holm, seed_values, seeds_to_decide, welch_test
 from collab.analysis.tables import per_seed_final, population_per_run, present_envs
@@ -35,12 +40,12 @@ MEASURES = ("selected", "population")
 MEASURE_TITLES = {"selected": "selected agent", "population": "all final agents"}
 SUMMARY_COLUMNS = [
     "measure", "comparison", "cells", "better", "worse", "inconclusive", "better_holm", "worse_holm",
-    "seeds_to_decide_median", "seeds_to_decide_max", "undecidable",
+    "seeds_to_decide_median", "seeds_to_decide_max", "undecidable", "flagged",
 ]  # fmt: skip
 VERDICT_COLUMNS = [
     "measure", "env_id", "comparison", "setup", "baseline", "n_setup", "n_baseline", "setup_mean",
     "baseline_mean", "difference", "ci_low", "ci_high", "p", "p_holm", "verdict", "verdict_holm",
-    "p_holm_comparison", "verdict_holm_comparison", "seeds_to_decide",
+    "p_holm_comparison", "verdict_holm_comparison", "seeds_to_decide", "flag",
 ]  # fmt: skip
 
 
@@ -83,6 +88,7 @@ def env_verdicts(
     population: pd.DataFrame | None = None,
     envs: Sequence[str] | None = None,
     confidence: float = CONFIDENCE,
+    flagged: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per measure, environment and pair of :func:`study_pairs` whose two setups both ran there.
 
@@ -96,6 +102,10 @@ def env_verdicts(
     two seeds on a side); ``verdict_holm``, ``verdict_holm_comparison``: the same at an adjusted
     p < 1 - confidence; ``seeds_to_decide``:
     seeds per setup at which the interval would exclude 0 (the present count where it already does).
+    ``flagged``: {env_id: reason} of the environments whose selected agent is a tie-break
+    (:func:`collab.analysis.tie_broken_envs`): their ``selected`` rows get ``flag`` =
+    :data:`collab.analysis.protocol.TIE_BREAK` and stay out of both Holm families (p_holm NaN,
+    verdict_holm ``flagged``); every other row has an empty ``flag``.
     """
     per_run = {"selected": per_seed_final(final)}
     if population is not None and len(population):
@@ -136,12 +146,19 @@ def env_verdicts(
         if not rows:
             continue
         df = pd.DataFrame(rows)
-        df["p_holm"] = holm(df["p"])
-        df["p_holm_comparison"] = df.groupby("comparison", sort=False)["p"].transform(lambda p: holm(p))
+        flagged_envs = list(flagged or {}) if measure == "selected" else []
+        df["flag"] = np.where(df["env_id"].isin(flagged_envs), TIE_BREAK, "")
+        kept = df["flag"] == ""
+        df["p_holm"] = np.nan
+        df.loc[kept, "p_holm"] = holm(df.loc[kept, "p"])
+        df["p_holm_comparison"] = np.nan
+        by_comparison = df[kept].groupby("comparison", sort=False)["p"]
+        df.loc[kept, "p_holm_comparison"] = by_comparison.transform(lambda p: holm(p))
         df["verdict"] = [_verdict(lo, hi) for lo, hi in zip(df["ci_low"], df["ci_high"], strict=True)]
         for col, adjusted in (("verdict_holm", "p_holm"), ("verdict_holm_comparison", "p_holm_comparison")):
             sig = df[adjusted] < 1 - confidence
-            df[col] = np.where(sig, np.where(df["difference"] > 0, "better", "worse"), "inconclusive")
+            word = np.where(sig, np.where(df["difference"] > 0, "better", "worse"), "inconclusive")
+            df[col] = np.where(kept, word, "flagged")
         parts.append(df)
     if not parts:
         return pd.DataFrame(columns=VERDICT_COLUMNS)
@@ -152,14 +169,16 @@ def _cell(row: pd.Series) -> str:
     if math.isnan(row["ci_low"]):
         return f"{row['difference']:+.1f} [n/a]"
     word = {"better": " **better**", "worse": " **worse**"}.get(row["verdict"], "")
-    holm_mark = "†" if row["verdict_holm"] != "inconclusive" else ""
-    return f"{row['difference']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]{word}{holm_mark}"
+    holm_mark = "†" if row["verdict_holm"] in ("better", "worse") else ""
+    flag = f" ({row['flag']})" if row.get("flag", "") else ""
+    return f"{row['difference']:+.1f} [{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]{word}{holm_mark}{flag}"
 
 
 def verdict_matrix(table: pd.DataFrame, measure: str = "selected") -> pd.DataFrame:
     """:func:`env_verdicts` of one measure as a matrix: a row per (comparison, setup), a column per
     environment, cells 'difference [ci_low, ci_high]' with **better** / **worse** where the interval
-    excludes 0 and † where the verdict survives Holm's adjustment."""
+    excludes 0, † where the verdict survives Holm's adjustment and the flag of a flagged cell
+    (``(tie-break)``: not in the Holm families)."""
     d = table[table["measure"] == measure]
     if d.empty:
         return pd.DataFrame(columns=["comparison", "setup"])
@@ -177,9 +196,12 @@ def verdict_matrix(table: pd.DataFrame, measure: str = "selected") -> pd.DataFra
 def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Counts per measure and comparison: cells, better, worse, inconclusive (at 95% per cell and after
     Holm), the median and maximum seeds per setup that would decide the inconclusive cells, and
-    ``undecidable``: those that no number of seeds up to 100,000 would (or whose difference is 0)."""
+    ``undecidable``: those that no number of seeds up to 100,000 would (or whose difference is 0);
+    ``flagged``: cells left out of all these counts (a flagged environment's selected agent)."""
     rows = []
     for (measure, comparison), g in table.groupby(["measure", "comparison"], sort=False):
+        n_flagged = int(_flagged(g).sum())
+        g = g[~_flagged(g)]
         open_cells = g.loc[g["verdict"] == "inconclusive", "seeds_to_decide"]
         finite = open_cells[np.isfinite(open_cells)]
         undecidable = int(np.isinf(open_cells).sum())
@@ -196,9 +218,29 @@ def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
                 "seeds_to_decide_median": float(finite.median()) if len(finite) else math.nan,
                 "seeds_to_decide_max": float(finite.max()) if len(finite) else math.nan,
                 "undecidable": undecidable,
+                "flagged": n_flagged,
             }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def holm_disagreements(table: pd.DataFrame) -> pd.DataFrame:
+    """The cells of :func:`env_verdicts` whose verdict differs between the two Holm families (all
+    cells of the measure, ``p_holm``; the cells of its comparison, ``p_holm_comparison``): measure,
+    env_id, comparison, setup, baseline, difference, p, both adjusted p-values and both verdicts."""
+    cols = ["measure", "env_id", "comparison", "setup", "baseline", "difference", "p", "p_holm"]
+    cols += ["verdict_holm", "p_holm_comparison", "verdict_holm_comparison"]
+    if table.empty:
+        return pd.DataFrame(columns=cols)
+    d = table[table["verdict_holm"] != table["verdict_holm_comparison"]]
+    return d[cols].reset_index(drop=True)
+
+
+def _flagged(g: pd.DataFrame) -> pd.Series:
+    """Rows of a verdict table that carry a flag (False for every row of a table without the column)."""
+    if "flag" not in g.columns:
+        return pd.Series(False, index=g.index)
+    return g["flag"].fillna("").astype(str) != ""
 
 
 def _cells(g: pd.DataFrame) -> str:
@@ -210,10 +252,17 @@ def _cells(g: pd.DataFrame) -> str:
 
 def verdict_sentences(table: pd.DataFrame) -> str:
     """:func:`env_verdicts` in words: per measure and comparison, the cells decided either way (with
-    difference and interval), how many are not, and the seeds per setup that would decide them."""
+    difference and interval), how many are not, and the seeds per setup that would decide them;
+    flagged cells are counted apart and left out."""
     lines = []
     for (measure, comparison), g in table.groupby(["measure", "comparison"], sort=False):
-        head = f"- **{MEASURE_TITLES.get(measure, measure)}, {comparison}** ({len(g)} cells):"
+        left_out = g[_flagged(g)]
+        g = g[~_flagged(g)]
+        head = f"- **{MEASURE_TITLES.get(measure, measure)}, {comparison}** ({len(g)} cells"
+        if len(left_out):
+            envs = ", ".join(dict.fromkeys(left_out["env_id"]))
+            head += f"; {len(left_out)} more on {envs} left out, flagged as a tie-break"
+        head += "):"
         parts = []
         for word in ("better", "worse"):
             hit = g[g["verdict"] == word]

@@ -1,4 +1,4 @@
-"""Table 1 beside the paper's, the achievability of a value, the selection check, and run counts and costs.
+"""Table 1 beside the paper's, the achievability of a value, and run counts and costs.
 
 Table 1's cell is the mean over seeds of each run's mean final evaluation return, with a 95%
 t-interval over seeds; the paper's value (``collab.paper.TABLE1``) stands beside it for the paper's
@@ -32,7 +32,6 @@ from collab.analysis.stats import (
 from collab.paper import (
     ENV_RANGES,
     ENVS,
-    FAILURE_RETURNS,
     PAPER_ENV_NAMES,
     SCORE_REFERENCES,
     SETUPS,
@@ -306,68 +305,6 @@ def save_table1(table: pd.DataFrame, out_dir: str | os.PathLike, decimals: int =
     atomic_write_text(paths[1], table1_markdown(table, decimals))
     atomic_write_text(paths[2], table1_latex(table, decimals))
     return paths
-
-
-# --------------------------------------------------------------------------------------------
-# Selection check
-
-
-def selection_check(
-    final: pd.DataFrame, curves: pd.DataFrame | None = None, setups: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """How well the selected checkpoints' validation returns predicted their final evaluation.
-
-    Selection takes the highest validation return of many (agents x rounds) checkpoints, each
-    validated on a few fixed episodes, so the winner's validation return overestimates its
-    evaluation (the winner's curse). Per env_id and setup (env, then ``setups`` order): n_seeds,
-    ``val_selected`` (mean over seeds of the selected checkpoint's validation return), ``eval``
-    (mean over seeds of its mean evaluation return, as Table 1), ``gap`` = eval - val_selected,
-    ``seeds_below`` (seeds whose evaluation mean is below their selected validation return),
-    ``worst_episode`` (the lowest single evaluation episode), and where the environment has a failure return
-    (``FAILURE_RETURNS``: Acrobot, Taxi) ``failed_episodes`` (evaluation episodes at or below it,
-    over all seeds) and ``eval_others`` (the mean of the other episodes); elsewhere 0 and ``eval``.
-    With ``curves``, ``tied``: checkpoints per run whose validation return equals the selected one
-    (mean over seeds; selection takes the earliest of them).
-    """
-    check_columns(final, "final.csv")
-    fail_at = final["env_id"].map(FAILURE_RETURNS)
-    failed = final["return"] <= fail_at  # NaN threshold: never failed
-    final = final.assign(_failed=failed, _other=final["return"].where(~failed))
-    per_seed = final.groupby(RUN_KEYS, sort=False).agg(
-        val=("selected_val_return", "first"),
-        ev=("return", "mean"),
-        worst=("return", "min"),
-        failed=("_failed", "sum"),
-        other_sum=("_other", "sum"),
-        other_n=("_other", "count"),
-    )
-    per_seed = per_seed.reset_index()
-    per_seed["below"] = per_seed["ev"] < per_seed["val"]
-    rows = per_seed.groupby(["env_id", "setup"], sort=False).agg(
-        n_seeds=("seed", "size"),
-        val_selected=("val", "mean"),
-        eval=("ev", "mean"),
-        seeds_below=("below", "sum"),
-        worst_episode=("worst", "min"),
-        failed_episodes=("failed", "sum"),
-        other_sum=("other_sum", "sum"),
-        other_n=("other_n", "sum"),
-    )
-    rows = rows.reset_index()
-    rows["gap"] = rows["eval"] - rows["val_selected"]
-    rows["seeds_below"] = rows["seeds_below"].astype(int)
-    rows["failed_episodes"] = rows["failed_episodes"].astype(int)
-    rows["eval_others"] = rows["other_sum"] / rows["other_n"].where(rows["other_n"] > 0)
-    cols = ["env_id", "setup", "n_seeds", "val_selected", "eval", "gap", "seeds_below", "worst_episode"]
-    cols += ["failed_episodes", "eval_others"]
-    if curves is not None:
-        check_columns(curves, "curves.csv")
-        best = curves.groupby(RUN_KEYS, sort=False)["val_return"].transform("max")
-        tied = (curves["val_return"] == best).groupby([curves[k] for k in RUN_KEYS], sort=False).sum()
-        tied = tied.rename("tied").reset_index().groupby(["env_id", "setup"], sort=False)["tied"].mean()
-        rows = rows.merge(tied.reset_index(), on=["env_id", "setup"], how="left")
-        cols.append("tied")
-    return paper_order(rows[cols], setups=setups)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ and measure; :func:`claims_text` says the same in sentences.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -235,6 +235,10 @@ def claim_reward(
     return paper_order(pd.DataFrame(rows)) if rows else pd.DataFrame()
 
 
+#: The claims' measures built on each run's selected agent (its Table 1 value): left out where the
+#: environment's selection was a tie-break (``claims(flagged=...)``).
+SELECTED_MEASURES: tuple[str, ...] = ("Table 1 mean", "between seeds")
+
 #: The two spreads of the variance claim (``measure``): within a run (between its agents, the paper's
 #: "among agents") and between seeds (of a run's result).
 VARIANCE_MEASURES: tuple[str, ...] = ("within run", "between seeds")
@@ -312,6 +316,7 @@ def claims(
     final: pd.DataFrame,
     x: str = "episode",
     confidence: float = CONFIDENCE,
+    flagged: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All headline claims: (per-cell detail, one line per claim and measure with a verdict).
 
@@ -332,6 +337,12 @@ def claims(
     expected number of wrong cell verdicts if every one of them sat on the wrong side of its target
     by a hair (an upper bound); ``holds_holm`` and ``does_not_hold_holm`` count the verdicts that
     survive Holm's adjustment, and ``verdict`` combines those.
+
+    ``flagged``: {env_id: reason} of the environments whose selected agent is a tie-break
+    (:func:`collab.analysis.tie_broken_envs`). Their cells of the measures built on the selected
+    agent (:data:`SELECTED_MEASURES`) are left out: no estimate, no test, verdict inconclusive, the
+    note ``left out: tie-break``; ``flagged`` counts them per summary line (they are not tested, so
+    an 'all' claim cannot hold with one).
     """
     alpha = 1 - confidence
     conv = convergence_both(curves, x=x)
@@ -355,6 +366,16 @@ def claims(
     }
     parts = [d for d in (c1, c2, c3, c3c, *ranking.values()) if not d.empty]
     detail = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*CLAIM_COLUMNS, "note"])
+    out = (
+        detail["measure"].isin(SELECTED_MEASURES) & detail["env_id"].isin(list(flagged or {}))
+        if len(detail)
+        else pd.Series(False, index=detail.index)
+    )
+    if out.any():
+        numbers = [c for c in ("estimate", "ci_low", "ci_high", "p_value", "seeds_needed") if c in detail]
+        detail.loc[out, numbers] = math.nan
+        detail.loc[out, "verdict"] = "inconclusive"
+        detail.loc[out, "note"] = "left out: tie-break"
     detail = add_holm(detail, alpha)
     lead = [c for c in CLAIM_COLUMNS if c in detail.columns]
     detail = detail[lead + [c for c in detail.columns if c not in lead]]
@@ -400,6 +421,7 @@ def claims(
         v = (list(d["verdict"]) if not d.empty else []) + ["inconclusive"] * missing
         vh = (list(d["verdict_holm"]) if not d.empty else []) + ["inconclusive"] * missing
         tested = int(d["p_value"].notna().sum()) if not d.empty else 0
+        n_flagged = int((d["note"] == "left out: tie-break").sum()) if "note" in d else 0
         best = d.loc[d["estimate"].idxmax()] if not d.empty and d["estimate"].notna().any() else None
         rows.append(
             {
@@ -407,6 +429,7 @@ def claims(
                 "measure": measure,
                 "cells": len(v),
                 "missing": missing,
+                "flagged": n_flagged,
                 "holds": v.count("holds"),
                 "does_not_hold": v.count("does not hold"),
                 "inconclusive": v.count("inconclusive"),
@@ -426,8 +449,9 @@ def claims_text(summary: pd.DataFrame) -> str:
     """One plain sentence per summary line of :func:`claims` (Markdown list)."""
     lines = []
     for r in summary.itertuples(index=False):
+        left_out = f" ({r.flagged} left out: a tie-break selection)" if getattr(r, "flagged", 0) else ""
         lines.append(
-            f"- {r.claim}, {r.measure}: **{r.verdict}**. Of {r.cells} cells, {r.holds} hold and "
+            f"- {r.claim}, {r.measure}: **{r.verdict}**. Of {r.cells} cells{left_out}, {r.holds} hold and "
             f"{r.does_not_hold} do not at 95% per cell; after Holm's adjustment {r.holds_holm} hold and "
             f"{r.does_not_hold_holm} do not. Wrong verdicts expected from chance alone: at most "
             f"{r.wrong_by_chance:.2f} among its {r.tested} tested cells (2.5% each)."

@@ -43,6 +43,11 @@ def main(profile: str) -> int:
     for d in (data_dir, fig_dir, nb_dir):
         d.mkdir(parents=True, exist_ok=True)
     aggregate_runs(runs, data_dir)
+    # the run folders, for the tables read from them (population_eval.csv, reselection.csv); the
+    # analysis keeps only the runs aggregated above
+    link = data_dir / "runs"
+    if not link.is_symlink():
+        link.symlink_to(REPO / "data" / profile / "runs", target_is_directory=True)
     config = REPO / "workflow" / "config" / f"{profile}.yaml"
     if config.exists():  # the setups in config order, as the workflow's aggregation writes them
         import yaml
