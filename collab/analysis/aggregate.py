@@ -43,7 +43,13 @@ import pandas as pd
 from scipy import stats
 
 from collab.analysis.io import paper_order
-from collab.analysis.setups import PAPER_SETTING, matched_baselines, present_setups, setup_names
+from collab.analysis.setups import (
+    PAPER_SETTING,
+    matched_baselines,
+    present_setups,
+    setup_names,
+    shares_agents,
+)
 from collab.analysis.stats import BOOT_SEED, CONFIDENCE, N_BOOT
 from collab.analysis.tables import per_seed_final, population_per_run, present_envs
 from collab.paper import SCORE_REFERENCES, ScoreReference
@@ -273,7 +279,9 @@ def improvement(
     Over the environments where both have two or more runs; the runs of each setup within each
     environment are resampled separately. 0.5 = no tendency either way; above 0.5 the setup tends to
     score higher than the baseline. ``setups`` (their order) and ``envs`` default to those present;
-    absent baselines are skipped. Returns setup, baseline, metric, estimate, ci_low, ci_high, n_tasks.
+    absent baselines are skipped, and so are setups that train a subset of the baseline's agents
+    (:func:`collab.analysis.setups.shares_agents`: not independent samples). Returns setup, baseline,
+    metric, estimate, ci_low, ci_high, n_tasks.
     """
     present = present_setups(scores, setups)
     envs = present_envs(scores, envs)
@@ -282,7 +290,7 @@ def improvement(
         if base not in present:
             continue
         for setup in present:
-            if setup == base:
+            if setup == base or shares_agents(setup, base):
                 continue
             tasks = _common_tasks(scores, (setup, base), envs)
             x, y = _task_arrays(scores, setup, tasks), _task_arrays(scores, base, tasks)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from collab.analysis.protocol import TIE_BREAK
-from collab.analysis.setups import PAPER_SETTING
+from collab.analysis.setups import PAPER_SETTING, shares_agents
 from collab.analysis.stats import (
     CONFIDENCE,
     MARGIN_VERDICTS,
@@ -59,11 +59,6 @@ def _flag(measure: str, env: str, flagged: Mapping[str, str] | None) -> str:
     return TIE_BREAK if measure == "selected" and env in (flagged or {}) else ""
 
 
-def _shares_agents(setup: str, baseline: str) -> bool:
-    """Whether ``setup`` trains a subset of ``baseline``'s agents (independent_k against independent)."""
-    return baseline == "independent" and setup.startswith("independent_")
-
-
 def env_equivalence(
     final: pd.DataFrame,
     setups: Sequence[Mapping[str, Any]],
@@ -85,7 +80,7 @@ def env_equivalence(
     pairs: list[tuple[str, str]] = []
     for base in BASELINES:  # a pair compared once, in its first direction
         for setup in names:
-            if setup != base and not _shares_agents(setup, base) and (base, setup) not in pairs:
+            if setup != base and not shares_agents(setup, base) and (base, setup) not in pairs:
                 pairs.append((setup, base))
     rows = []
     for measure, ps in _per_run(final, population).items():

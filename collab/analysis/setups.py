@@ -107,6 +107,13 @@ def merge_setups(
     return out + [dict(s) for s in found if s["name"] not in names]
 
 
+def shares_agents(setup: str, baseline: str) -> bool:
+    """Whether ``setup`` trains a subset of ``baseline``'s agents, so that the two are not independent
+    samples: ``independent_<k>`` against ``independent`` (the same seeds train their first k agents
+    identically)."""
+    return baseline == "independent" and setup.startswith("independent_")
+
+
 def setup_names(setups: Sequence[Mapping[str, Any]]) -> list[str]:
     """The names of ``setups``, in order."""
     return [str(s["name"]) for s in setups]

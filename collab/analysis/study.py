@@ -40,7 +40,7 @@ MEASURES = ("selected", "population")
 MEASURE_TITLES = {"selected": "selected agent", "population": "all final agents"}
 SUMMARY_COLUMNS = [
     "measure", "comparison", "cells", "better", "worse", "inconclusive", "better_holm", "worse_holm",
-    "seeds_to_decide_median", "seeds_to_decide_max", "undecidable", "flagged",
+    "flagged",
 ]  # fmt: skip
 VERDICT_COLUMNS = [
     "measure", "env_id", "comparison", "setup", "baseline", "n_setup", "n_baseline", "setup_mean",
@@ -195,16 +195,13 @@ def verdict_matrix(table: pd.DataFrame, measure: str = "selected") -> pd.DataFra
 
 def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Counts per measure and comparison: cells, better, worse, inconclusive (at 95% per cell and after
-    Holm), the median and maximum seeds per setup that would decide the inconclusive cells, and
-    ``undecidable``: those that no number of seeds up to 100,000 would (or whose difference is 0);
-    ``flagged``: cells left out of all these counts (a flagged environment's selected agent)."""
+    Holm), and ``flagged``: cells left out of all these counts (a flagged environment's selected
+    agent). The forward-looking number is the power table's (:func:`collab.analysis.power_table`),
+    not the seeds an observed difference would take (``seeds_to_decide`` stays in the cell table)."""
     rows = []
     for (measure, comparison), g in table.groupby(["measure", "comparison"], sort=False):
         n_flagged = int(_flagged(g).sum())
         g = g[~_flagged(g)]
-        open_cells = g.loc[g["verdict"] == "inconclusive", "seeds_to_decide"]
-        finite = open_cells[np.isfinite(open_cells)]
-        undecidable = int(np.isinf(open_cells).sum())
         rows.append(
             {
                 "measure": measure,
@@ -215,9 +212,6 @@ def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
                 "inconclusive": int((g["verdict"] == "inconclusive").sum()),
                 "better_holm": int((g["verdict_holm"] == "better").sum()),
                 "worse_holm": int((g["verdict_holm"] == "worse").sum()),
-                "seeds_to_decide_median": float(finite.median()) if len(finite) else math.nan,
-                "seeds_to_decide_max": float(finite.max()) if len(finite) else math.nan,
-                "undecidable": undecidable,
                 "flagged": n_flagged,
             }
         )
@@ -252,7 +246,7 @@ def _cells(g: pd.DataFrame) -> str:
 
 def verdict_sentences(table: pd.DataFrame) -> str:
     """:func:`env_verdicts` in words: per measure and comparison, the cells decided either way (with
-    difference and interval), how many are not, and the seeds per setup that would decide them;
+    difference and interval), how many are not, and which decisions survive Holm's adjustment;
     flagged cells are counted apart and left out."""
     lines = []
     for (measure, comparison), g in table.groupby(["measure", "comparison"], sort=False):
@@ -270,17 +264,7 @@ def verdict_sentences(table: pd.DataFrame) -> str:
                 parts.append(f"{word} in {len(hit)}: {_cells(hit)}")
         open_cells = g[g["verdict"] == "inconclusive"]
         if len(open_cells):
-            need = open_cells["seeds_to_decide"].dropna()
-            finite = need[np.isfinite(need)]
-            text = f"{len(open_cells)} inconclusive"
-            if len(finite):
-                text += (
-                    f", which would take a median of {finite.median():.0f} seeds per setup to decide (up to "
-                    f"{finite.max():.0f}) if their differences and spreads held"
-                )
-            if len(finite) < len(need):
-                text += f" ({len(need) - len(finite)} of them not within 100,000 seeds at their difference)"
-            parts.append(text)
+            parts.append(f"{len(open_cells)} inconclusive")
         holm_hits = g[g["verdict_holm"] != "inconclusive"]
         holm = (
             "after Holm's adjustment: " + _cells(holm_hits) + " remain"
