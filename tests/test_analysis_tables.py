@@ -83,6 +83,11 @@ def test_table1_means_ci_and_missing():
     assert wide.loc[1, "Sequential"] == "-150.00 [CI n/a, 1 seed] / -107.21"
     assert wide.loc[5, "Independent"].startswith("—")
     assert "-0.55†" in wide.loc[0, "8 agents"]
+    # rows name the environment run, and the paper's name where it differs
+    assert (
+        wide.loc[0, "Environment"] == "Acrobot-v1"
+        and wide.loc[5, "Environment"] == "Taxi-v4 (paper: Taxi-v1)"
+    )
 
 
 def test_save_table1_writes_three_files(tmp_path):

@@ -245,15 +245,21 @@ def format_cell(row: pd.Series, decimals: int = 2) -> str:
     return f"{m} [{_fmt(row['ci_low'], decimals)}, {_fmt(row['ci_high'], decimals)}]"
 
 
+def _env_name(env: str) -> str:
+    paper = PAPER_ENV_NAMES.get(env, env)
+    return env if paper == env else f"{env} (paper: {paper})"
+
+
 def table1_wide(table: pd.DataFrame, decimals: int = 2, with_paper: bool = True) -> pd.DataFrame:
     """Table 1 for display: rows = environments, columns = setup labels, cells as strings.
 
     Each cell is ``ours [95% CI] / paper`` where the paper has a value (marked ``†`` if outside the
-    achievable range), else ``ours [95% CI]``. Columns in the table's setup order.
+    achievable range), else ``ours [95% CI]``. Columns in the table's setup order. Rows carry the
+    environment we ran, with the paper's name where it differs: ``Taxi-v4 (paper: Taxi-v1)``.
     """
     envs = list(dict.fromkeys(table["env_id"]))
     setups = list(dict.fromkeys(table["setup"]))
-    data: dict[str, list[str]] = {"Environment": [PAPER_ENV_NAMES.get(e, e) for e in envs]}
+    data: dict[str, list[str]] = {"Environment": [_env_name(e) for e in envs]}
     for setup in setups:
         col = []
         for env in envs:
