@@ -195,3 +195,30 @@ def test_load_reselection_reads_every_run_folder(tmp_path: Path) -> None:
     assert len(got) == 4 and sorted(set(got["setup"])) == ["independent", "pbt8"]
     only = A.load_reselection("any", data_dir=tmp_path, runs_of=rs[rs["setup"] == "pbt8"])
     assert set(only["setup"]) == {"pbt8"}
+
+
+def test_reeval_beside_sets_the_re_evaluation_beside_the_run_s_own_evaluation() -> None:
+    own = _final([(ACRO, "independent", s, [-100.0 - s] * 10) for s in range(3)])
+    own = pd.concat([own, _final([(ACRO, "pbt8", 0, [-50.0] * 10)])], ignore_index=True)
+    reeval = _final([(ACRO, "independent", s, [-90.0 + s] * 20) for s in range(3)])
+    got = A.reeval_beside(own, reeval)
+    assert got["setup"].tolist() == ["independent"]  # only the re-evaluated runs
+    row = got.iloc[0]
+    assert (row["eval_mean"], row["reeval_mean"], row["difference"]) == (-101.0, -89.0, 12.0)
+    assert (row["eval_episodes"], row["reeval_episodes"], row["n_seeds"]) == (10, 20, 3)
+
+
+def test_reevaluate_script_refuses_bad_arguments_and_finds_committed_agents(capsys) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow" / "scripts"))
+    import reevaluate
+
+    assert reevaluate.main(["full"]) == 2
+    assert "profile='full' is not allowed" in capsys.readouterr().err
+    assert reevaluate.main(["paper", "--episodes", "0"]) == 2
+    assert reevaluate.main(["paper", "--envs", "Pong-v5"]) == 2
+    assert "environments of the profile are" in capsys.readouterr().err
+    agents = reevaluate.tracked_agents("paper")
+    assert agents and all(p.name == "selected.safetensors" and p.is_file() for p in agents)
+    assert not any("Taxi-v4" in str(p) for p in agents)  # Taxi's agents are not committed

@@ -45,6 +45,8 @@ FIGURES_ENV = "COLLAB_FIGURES_DIR"
 #: agent and episode.
 POPULATION_EVAL = "population_eval.csv"
 POPULATION_EVAL_COLUMNS: list[str] = ["agent", "episode", "return"]
+#: A profile's selected agents re-evaluated on fresh episodes (``workflow/scripts/reevaluate.py``).
+REEVAL_SELECTED = "reeval_selected.csv"
 #: A run's candidates for selection re-validated on fresh episodes (where it set ``reselect_top``).
 RESELECTION = "reselection.csv"
 RESELECTION_COLUMNS: list[str] = ["candidate", "agent", "round", "val_return", "reselect_return", "selected"]
@@ -186,6 +188,19 @@ def load_reselection(
     set ``reselect_top``) under a profile, as one frame: env_id, setup, seed and
     :data:`RESELECTION_COLUMNS`; keys and ``runs_of`` as :func:`load_population_eval`."""
     return load_run_files(profile, RESELECTION, RESELECTION_COLUMNS, root, data_dir, runs_of)
+
+
+def load_reeval(
+    profile: str, root: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None
+) -> pd.DataFrame:
+    """``data/<profile>/reeval_selected.csv`` (the committed selected agents re-evaluated on fresh
+    episodes by ``workflow/scripts/reevaluate.py``; final.csv's columns), or an empty frame with
+    those columns where the profile has none."""
+    d = Path(data_dir) if data_dir is not None else profile_dir(profile, root)
+    path = d / REEVAL_SELECTED
+    if not path.is_file():
+        return pd.DataFrame(columns=SCHEMA["final.csv"])
+    return read_csv_checked(path, "final.csv")
 
 
 def load_run_files(

@@ -282,3 +282,32 @@ def table1_episodes(
     else:
         out = out.assign(population_episodes=np.nan, **{c: np.nan for c in pop_cols.values()})
     return paper_order(out[EPISODES_COLUMNS], setups=setups)
+
+
+REEVAL_COLUMNS = [
+    "env_id", "setup", "n_seeds", "eval_episodes", "eval_mean", "eval_ci_low", "eval_ci_high",
+    "reeval_episodes", "reeval_mean", "reeval_ci_low", "reeval_ci_high", "difference",
+]  # fmt: skip
+
+
+def reeval_beside(
+    final: pd.DataFrame, reeval: pd.DataFrame, setups: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Per env_id and setup of ``reeval`` (a final.csv-shaped re-evaluation of the runs' selected
+    agents on fresh episodes, ``workflow/scripts/reevaluate.py``): Table 1 by the runs' own final
+    evaluation (``eval_*``, the same runs only) beside Table 1 by the re-evaluation (``reeval_*``),
+    means over seeds with 95% t-intervals, and ``difference`` = reeval_mean - eval_mean."""
+    check_columns(reeval, "final.csv")
+    runs = reeval[RUN_KEYS].drop_duplicates()
+    own = final.merge(runs, on=RUN_KEYS, how="inner")
+    keys = ["env_id", "setup"]
+    parts = []
+    for name, df in (("eval", own), ("reeval", reeval)):
+        t = table1(df, setups=setups)
+        t = t[t["n_seeds"] > 0][[*keys, "n_seeds", "mean", "ci_low", "ci_high"]]
+        n = df.groupby(RUN_KEYS)["eval_episode"].count().groupby(keys).min().rename(f"{name}_episodes")
+        t = t.merge(n.reset_index(), on=keys, how="left")
+        parts.append(t.rename(columns={c: f"{name}_{c}" for c in ("mean", "ci_low", "ci_high")}))
+    out = parts[0].merge(parts[1].drop(columns="n_seeds"), on=keys, how="inner")
+    out["difference"] = out["reeval_mean"] - out["eval_mean"]
+    return paper_order(out[REEVAL_COLUMNS], setups=setups)
