@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from collab.analysis.protocol import TIE_BREAK
+from collab.analysis.protocol import flag_of, flagged_rows
 from collab.analysis.setups import PAPER_SETTING, shares_agents
 from collab.analysis.stats import (
     CONFIDENCE,
@@ -53,10 +53,6 @@ def _per_run(final: pd.DataFrame, population: pd.DataFrame | None) -> dict[str, 
     if population is not None and len(population):
         per_run["population"] = population_per_run(population)
     return per_run
-
-
-def _flag(measure: str, env: str, flagged: Mapping[str, str] | None) -> str:
-    return TIE_BREAK if measure == "selected" and env in (flagged or {}) else ""
 
 
 def env_equivalence(
@@ -108,7 +104,7 @@ def env_equivalence(
                             "margin": margin,
                             "verdict": margin_verdict(t.ci_low, t.ci_high, margin),
                             "tost_p": tost(a, b, margin),
-                            "flag": _flag(measure, env, flagged),
+                            "flag": flag_of(measure, env, flagged),
                         }
                     )
     return pd.DataFrame(rows, columns=EQUIVALENCE_COLUMNS)
@@ -147,7 +143,7 @@ def power_table(
                     "margin": margin,
                     "power": power,
                     "seeds": seeds_for_power(sd, margin, power),
-                    "flag": _flag(measure, env, flagged),
+                    "flag": flag_of(measure, env, flagged),
                 }
             )
     return pd.DataFrame(rows, columns=POWER_COLUMNS)
@@ -159,12 +155,12 @@ def equivalence_summary(table: pd.DataFrame) -> pd.DataFrame:
     cols = ["measure", "baseline", "cells", *MARGIN_VERDICTS, "flagged"]
     if table.empty:
         return pd.DataFrame(columns=cols)
-    is_flagged = table["flag"].fillna("").astype(str) != "" if "flag" in table else False
+    is_flagged = flagged_rows(table)
     keys = ["measure", "baseline"]
     counts = table[~is_flagged].groupby(keys)["verdict"].value_counts().unstack(fill_value=0)
     counts = counts.reindex(columns=list(MARGIN_VERDICTS), fill_value=0)
     counts.insert(0, "cells", counts.sum(axis=1))
-    n_flagged = pd.Series(is_flagged, index=table.index).groupby([table[k] for k in keys]).sum()
+    n_flagged = is_flagged.groupby([table[k] for k in keys]).sum()
     counts = counts.reindex(n_flagged.index, fill_value=0)
     counts["flagged"] = n_flagged.astype(int)
     return counts.reset_index()[cols]
@@ -181,7 +177,7 @@ def equivalence_sentences(table: pd.DataFrame) -> str:
     titles = {"selected": "selected agent", "population": "all final agents"}  # study.MEASURE_TITLES
     lines = []
     for (measure, baseline), g in table.groupby(["measure", "baseline"], sort=False):
-        flagged = g["flag"].fillna("").astype(str) != "" if "flag" in g else pd.Series(False, index=g.index)
+        flagged = flagged_rows(g)
         left_out, g = g[flagged], g[~flagged]
         head = f"- **{titles.get(measure, measure)}, against {baseline}** ({len(g)} cells"
         if len(left_out):
@@ -223,8 +219,7 @@ def equivalence_bounds(table: pd.DataFrame) -> pd.DataFrame:
     """Per measure, baseline and setup, over its environments (flagged cells left out): the verdict
     counts, ``gain_bound``, the highest upper end of its intervals (no environment's interval allows
     a larger gain), and ``loss_bound``, the lowest lower end, in units of the gap."""
-    if "flag" in table:
-        table = table[table["flag"].fillna("").astype(str) == ""]
+    table = table[~flagged_rows(table)]
     rows = []
     for (measure, baseline, setup), g in table.groupby(["measure", "baseline", "setup"], sort=False):
         counts = g["verdict"].value_counts()

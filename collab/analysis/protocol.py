@@ -31,6 +31,8 @@ from collab.paper import FAILURE_RETURNS
 
 #: The flag of an environment whose selected checkpoint is a tie-break (:func:`tie_broken_envs`).
 TIE_BREAK = "tie-break"
+#: The note of a claim cell left out because its environment's selection was a tie-break.
+LEFT_OUT = f"left out: {TIE_BREAK}"
 #: The paper's number of final evaluation episodes.
 PAPER_EPISODES = 10
 
@@ -181,6 +183,18 @@ def flags(ties: pd.DataFrame) -> dict[str, str]:
     """{env_id: reason} of the flagged environments of :func:`tie_broken_envs`."""
     d = ties[ties["flagged"]]
     return dict(zip(d["env_id"], d["reason"], strict=True))
+
+
+def flag_of(measure: str, env: str, flagged: Mapping[str, str] | None) -> str:
+    """A cell's flag: :data:`TIE_BREAK` for the ``selected`` measure of a flagged environment, else ""."""
+    return TIE_BREAK if measure == "selected" and env in (flagged or {}) else ""
+
+
+def flagged_rows(table: pd.DataFrame) -> pd.Series:
+    """The rows of a verdict or equivalence table that carry a flag (none where it has no ``flag``)."""
+    if "flag" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return table["flag"].fillna("").astype(str) != ""
 
 
 def without_flagged(final: pd.DataFrame, flagged: Mapping[str, str] | Sequence[str]) -> pd.DataFrame:

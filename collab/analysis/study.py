@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from collab.analysis.aggregate import baseline_pairs
-from collab.analysis.protocol import TIE_BREAK
+from collab.analysis.protocol import TIE_BREAK, flagged_rows
 from collab.analysis.setups import PAPER_SETTING, sharing_strategy
 from collab.analysis.stats import CONFIDENCE, holm, seed_values, seeds_to_decide, welch_test
 from collab.analysis.tables import per_seed_final, population_per_run, present_envs
@@ -200,8 +200,8 @@ def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
     not the seeds an observed difference would take (``seeds_to_decide`` stays in the cell table)."""
     rows = []
     for (measure, comparison), g in table.groupby(["measure", "comparison"], sort=False):
-        n_flagged = int(_flagged(g).sum())
-        g = g[~_flagged(g)]
+        n_flagged = int(flagged_rows(g).sum())
+        g = g[~flagged_rows(g)]
         rows.append(
             {
                 "measure": measure,
@@ -230,13 +230,6 @@ def holm_disagreements(table: pd.DataFrame) -> pd.DataFrame:
     return d[cols].reset_index(drop=True)
 
 
-def _flagged(g: pd.DataFrame) -> pd.Series:
-    """Rows of a verdict table that carry a flag (False for every row of a table without the column)."""
-    if "flag" not in g.columns:
-        return pd.Series(False, index=g.index)
-    return g["flag"].fillna("").astype(str) != ""
-
-
 def _cells(g: pd.DataFrame) -> str:
     return "; ".join(
         f"{r.setup} vs {r.baseline} on {r.env_id} ({r.difference:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}])"
@@ -250,8 +243,8 @@ def verdict_sentences(table: pd.DataFrame) -> str:
     flagged cells are counted apart and left out."""
     lines = []
     for (measure, comparison), g in table.groupby(["measure", "comparison"], sort=False):
-        left_out = g[_flagged(g)]
-        g = g[~_flagged(g)]
+        left_out = g[flagged_rows(g)]
+        g = g[~flagged_rows(g)]
         head = f"- **{MEASURE_TITLES.get(measure, measure)}, {comparison}** ({len(g)} cells"
         if len(left_out):
             envs = ", ".join(dict.fromkeys(left_out["env_id"]))

@@ -22,6 +22,7 @@ import pandas as pd
 
 from collab.analysis.curves import convergence_both, run_spreads
 from collab.analysis.io import paper_order
+from collab.analysis.protocol import LEFT_OUT
 from collab.analysis.stats import (
     CONFIDENCE,
     RatioTest,
@@ -366,16 +367,12 @@ def claims(
     }
     parts = [d for d in (c1, c2, c3, c3c, *ranking.values()) if not d.empty]
     detail = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*CLAIM_COLUMNS, "note"])
-    out = (
-        detail["measure"].isin(SELECTED_MEASURES) & detail["env_id"].isin(list(flagged or {}))
-        if len(detail)
-        else pd.Series(False, index=detail.index)
-    )
+    out = detail["measure"].isin(SELECTED_MEASURES) & detail["env_id"].isin(list(flagged or {}))
     if out.any():
         numbers = [c for c in ("estimate", "ci_low", "ci_high", "p_value", "seeds_needed") if c in detail]
         detail.loc[out, numbers] = math.nan
         detail.loc[out, "verdict"] = "inconclusive"
-        detail.loc[out, "note"] = "left out: tie-break"
+        detail.loc[out, "note"] = LEFT_OUT
     detail = add_holm(detail, alpha)
     lead = [c for c in CLAIM_COLUMNS if c in detail.columns]
     detail = detail[lead + [c for c in detail.columns if c not in lead]]
@@ -421,7 +418,7 @@ def claims(
         v = (list(d["verdict"]) if not d.empty else []) + ["inconclusive"] * missing
         vh = (list(d["verdict_holm"]) if not d.empty else []) + ["inconclusive"] * missing
         tested = int(d["p_value"].notna().sum()) if not d.empty else 0
-        n_flagged = int((d["note"] == "left out: tie-break").sum()) if "note" in d else 0
+        n_flagged = int((d["note"] == LEFT_OUT).sum()) if "note" in d else 0
         best = d.loc[d["estimate"].idxmax()] if not d.empty and d["estimate"].notna().any() else None
         rows.append(
             {
